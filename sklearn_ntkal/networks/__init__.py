@@ -1,0 +1,27 @@
+"""JAX networks for the strategies: stax-style layers, presets, adapters and the `Network` wrapper."""
+
+from .adapters import resolve_layer
+from .layers import (
+    AvgPool,
+    Conv,
+    Dense,
+    External,
+    Flatten,
+    Gelu,
+    GlobalAvgPool,
+    Layer,
+    Relu,
+    Reshape,
+    Residual,
+    Serial,
+    Standardize,
+    Tanh,
+)
+from .network import Network
+from .presets import PRESETS, cnn, mlp, wide_resnet
+
+__all__ = [
+    "AvgPool", "Conv", "Dense", "External", "Flatten", "Gelu", "GlobalAvgPool", "Layer", "Network",
+    "PRESETS", "Relu", "Reshape", "Residual", "Serial", "Standardize", "Tanh", "cnn", "mlp",
+    "resolve_layer", "wide_resnet",
+]

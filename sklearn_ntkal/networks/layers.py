@@ -1,0 +1,251 @@
+"""Stax-style layers whose dense and convolution layers report to a tape for structured NTKs.
+
+Every layer is a small picklable object with ``init(key, input_shape) ->
+(output_shape, params)`` and ``apply(params, x, tape=None)``, the convention of
+``jax.example_libraries.stax``. Dense and convolution layers pass their input
+and output through ``tape.linear`` when a tape is given; that is all the
+structured kernel engine (``sklearn_ntkal.ntk``) needs to build each layer's
+share of the empirical NTK from an input Gram and an output-cotangent Gram
+(Novak et al., "Fast Finite Width Neural Tangent Kernel", ICML 2022).
+"""
+
+from __future__ import annotations
+
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+_CONV_DIMS = ("NHWC", "HWIO", "NHWC")
+
+
+class Tape:
+    """Record the inputs of linear layers and perturb their outputs.
+
+    Parameters
+    ----------
+    perturbations : list of arrays or None
+        Added, in call order, to the output of each linear layer. Zeros whose
+        vector-Jacobian product gives the output cotangents of every layer.
+    """
+
+    def __init__(self, perturbations=None):
+        self.perturbations = perturbations
+        self.records = []
+
+    def linear(self, layer, params, inputs, outputs):
+        """Record ``(layer, params, inputs, outputs)`` and return the (perturbed) ``outputs``."""
+        position = len(self.records)
+        self.records.append((layer, params, inputs, outputs))
+        if self.perturbations is not None:
+            outputs = outputs + self.perturbations[position]
+        return outputs
+
+
+class Layer:
+    """Base class: a parameter-free layer that maps ``x`` to ``self.fn(x)``."""
+
+    structured = True
+
+    def init(self, key, input_shape):
+        return input_shape, ()
+
+    def apply(self, params, x, tape=None):
+        return self.fn(x)
+
+    def __repr__(self):
+        args = ", ".join(f"{k}={v!r}" for k, v in vars(self).items() if not k.startswith("_"))
+        return f"{type(self).__name__}({args})"
+
+
+class Dense(Layer):
+    """Fully connected layer ``y = x W + b`` with He-normal weights (standard parametrisation)."""
+
+    def __init__(self, out_dim, use_bias=True):
+        self.out_dim = int(out_dim)
+        self.use_bias = bool(use_bias)
+
+    def init(self, key, input_shape):
+        in_dim = input_shape[-1]
+        w = jax.random.normal(key, (in_dim, self.out_dim)) * math.sqrt(2.0 / in_dim)
+        params = (w, jnp.zeros(self.out_dim)) if self.use_bias else (w,)
+        return input_shape[:-1] + (self.out_dim,), params
+
+    def apply(self, params, x, tape=None):
+        y = x @ params[0]
+        if self.use_bias:
+            y = y + params[1]
+        return y if tape is None else tape.linear(self, params, x, y)
+
+
+class Conv(Layer):
+    """2-D convolution over NHWC inputs with HWIO kernels, He-normal initialised."""
+
+    def __init__(self, out_channels, kernel_size=(3, 3), strides=(1, 1), padding="SAME", use_bias=True):
+        self.out_channels = int(out_channels)
+        self.kernel_size = tuple(kernel_size)
+        self.strides = tuple(strides)
+        self.padding = padding
+        self.use_bias = bool(use_bias)
+
+    def init(self, key, input_shape):
+        in_channels = input_shape[-1]
+        fan_in = in_channels * math.prod(self.kernel_size)
+        w_shape = self.kernel_size + (in_channels, self.out_channels)
+        w = jax.random.normal(key, w_shape) * math.sqrt(2.0 / fan_in)
+        params = (w, jnp.zeros(self.out_channels)) if self.use_bias else (w,)
+        out = jax.eval_shape(lambda z: self.convolve(w, z), jax.ShapeDtypeStruct((1,) + tuple(input_shape[1:]), w.dtype))
+        return (input_shape[0],) + out.shape[1:], params
+
+    def convolve(self, w, x):
+        """The bias-free convolution, linear in ``w``."""
+        return jax.lax.conv_general_dilated(x, w, self.strides, self.padding, dimension_numbers=_CONV_DIMS)
+
+    def apply(self, params, x, tape=None):
+        y = self.convolve(params[0], x)
+        if self.use_bias:
+            y = y + params[1]
+        return y if tape is None else tape.linear(self, params, x, y)
+
+
+class Relu(Layer):
+    """Rectified linear unit."""
+
+    fn = staticmethod(jax.nn.relu)
+
+
+class Tanh(Layer):
+    """Hyperbolic tangent."""
+
+    fn = staticmethod(jnp.tanh)
+
+
+class Gelu(Layer):
+    """Gaussian error linear unit."""
+
+    fn = staticmethod(jax.nn.gelu)
+
+
+class Flatten(Layer):
+    """Flatten everything but the batch axis."""
+
+    def init(self, key, input_shape):
+        return (input_shape[0], math.prod(input_shape[1:])), ()
+
+    def fn(self, x):
+        return x.reshape(x.shape[0], -1)
+
+
+class Reshape(Layer):
+    """Reshape flat rows to ``shape`` per sample (e.g. flat pixels to NHWC images)."""
+
+    def __init__(self, shape):
+        self.shape = tuple(int(s) for s in shape)
+
+    def init(self, key, input_shape):
+        if math.prod(input_shape[1:]) != math.prod(self.shape):
+            raise ValueError(f"cannot reshape inputs of shape {tuple(input_shape[1:])} to {self.shape}")
+        return (input_shape[0],) + self.shape, ()
+
+    def fn(self, x):
+        return x.reshape((x.shape[0],) + self.shape)
+
+
+class Standardize(Layer):
+    """Fixed affine input scaling ``(x - mean) / scale``; constants, not parameters."""
+
+    def __init__(self, mean, scale):
+        self.mean = np.asarray(mean, dtype=np.float32)
+        self.scale = np.asarray(scale, dtype=np.float32)
+
+    def fn(self, x):
+        return (x - self.mean.astype(x.dtype)) / self.scale.astype(x.dtype)
+
+
+class AvgPool(Layer):
+    """Average pooling over non-overlapping ``window`` patches of NHWC inputs."""
+
+    def __init__(self, window=(2, 2)):
+        self.window = tuple(window)
+
+    def init(self, key, input_shape):
+        n, h, w, c = input_shape
+        return (n, h // self.window[0], w // self.window[1], c), ()
+
+    def fn(self, x):
+        dims = (1,) + self.window + (1,)
+        return jax.lax.reduce_window(x, 0.0, jax.lax.add, dims, dims, "VALID") / math.prod(self.window)
+
+
+class GlobalAvgPool(Layer):
+    """Mean over the spatial axes of NHWC inputs."""
+
+    def init(self, key, input_shape):
+        return (input_shape[0], input_shape[-1]), ()
+
+    def fn(self, x):
+        return x.mean(axis=(1, 2))
+
+
+class Serial(Layer):
+    """Layers applied one after the other; the parameters are a tuple, one entry per layer."""
+
+    def __init__(self, *layers):
+        self.layers = tuple(layers)
+
+    @property
+    def structured(self):
+        return all(layer.structured for layer in self.layers)
+
+    def init(self, key, input_shape):
+        params = []
+        for layer, layer_key in zip(self.layers, jax.random.split(key, max(len(self.layers), 1))):
+            input_shape, p = layer.init(layer_key, input_shape)
+            params.append(p)
+        return input_shape, tuple(params)
+
+    def apply(self, params, x, tape=None):
+        for layer, p in zip(self.layers, params):
+            x = layer.apply(p, x, tape)
+        return x
+
+
+class Residual(Layer):
+    """``branch(x) + shortcut(x)``, with the identity as the default shortcut."""
+
+    def __init__(self, branch, shortcut=None):
+        self.branch = branch
+        self.shortcut = shortcut if shortcut is not None else Serial()
+
+    @property
+    def structured(self):
+        return self.branch.structured and self.shortcut.structured
+
+    def init(self, key, input_shape):
+        k1, k2 = jax.random.split(key)
+        out_shape, branch_params = self.branch.init(k1, input_shape)
+        short_shape, short_params = self.shortcut.init(k2, input_shape)
+        if tuple(out_shape[1:]) != tuple(short_shape[1:]):
+            raise ValueError(f"residual branch gives {out_shape[1:]} but shortcut gives {short_shape[1:]}")
+        return out_shape, (branch_params, short_params)
+
+    def apply(self, params, x, tape=None):
+        return self.branch.apply(params[0], x, tape) + self.shortcut.apply(params[1], x, tape)
+
+
+class External(Layer):
+    """Wrap any ``(init_fn, apply_fn)`` pair of pure functions; no structured rule, so autodiff kernels."""
+
+    structured = False
+
+    def __init__(self, init_fn, apply_fn):
+        self.init_fn = init_fn
+        self.apply_fn = apply_fn
+
+    def init(self, key, input_shape):
+        out_shape, params = self.init_fn(key, tuple(input_shape))
+        return tuple(out_shape), params
+
+    def apply(self, params, x, tape=None):
+        return self.apply_fn(params, x)

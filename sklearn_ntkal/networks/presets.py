@@ -1,0 +1,101 @@
+"""Built-in networks: MLP, small CNN and a WideResNet-style net, all with structured NTK rules."""
+
+from __future__ import annotations
+
+from .layers import AvgPool, Conv, Dense, Flatten, Gelu, GlobalAvgPool, Relu, Residual, Serial, Tanh
+
+_ACTIVATIONS = {"relu": Relu, "tanh": Tanh, "gelu": Gelu}
+
+
+def _activation(name):
+    try:
+        return _ACTIVATIONS[name]()
+    except KeyError:
+        raise ValueError(f"unknown activation {name!r}; choose from {sorted(_ACTIVATIONS)}") from None
+
+
+def mlp(n_outputs, hidden_layer_sizes=(512, 512), activation="relu", use_bias=True):
+    """Multi-layer perceptron on flat inputs.
+
+    Parameters
+    ----------
+    n_outputs : int
+        Number of outputs (classes).
+    hidden_layer_sizes : tuple of int, default=(512, 512)
+        Widths of the hidden layers.
+    activation : {"relu", "tanh", "gelu"}, default="relu"
+    use_bias : bool, default=True
+
+    Returns
+    -------
+    Serial
+    """
+    layers = [Flatten()]
+    for width in hidden_layer_sizes:
+        layers += [Dense(width, use_bias), _activation(activation)]
+    return Serial(*layers, Dense(n_outputs, use_bias))
+
+
+def cnn(n_outputs, channels=(32, 64), dense_width=128, activation="relu"):
+    """Small convolutional network: [conv 3x3, activation, 2x2 average pool] per channel count, then dense.
+
+    Inputs are NHWC images (the classifier reshapes flat rows given ``input_shape``).
+
+    Parameters
+    ----------
+    n_outputs : int
+    channels : tuple of int, default=(32, 64)
+    dense_width : int, default=128
+    activation : {"relu", "tanh", "gelu"}, default="relu"
+
+    Returns
+    -------
+    Serial
+    """
+    layers = []
+    for c in channels:
+        layers += [Conv(c, (3, 3)), _activation(activation), AvgPool((2, 2))]
+    return Serial(*layers, Flatten(), Dense(dense_width), _activation(activation), Dense(n_outputs))
+
+
+def _wide_block(in_channels, channels, strides):
+    branch = Serial(Relu(), Conv(channels, (3, 3), strides), Relu(), Conv(channels, (3, 3)))
+    needs_projection = strides != (1, 1) or in_channels != channels
+    return Residual(branch, Serial(Conv(channels, (1, 1), strides)) if needs_projection else None)
+
+
+def wide_resnet(n_outputs, depth=10, width=2, base_channels=16):
+    """WideResNet-style network (Zagoruyko & Komodakis, 2016) without BatchNorm.
+
+    Three groups of ``(depth - 4) // 6`` pre-activation residual blocks with
+    ``base_channels * width * (1, 2, 4)`` channels; the second and third groups
+    halve the resolution. BatchNorm is left out so the network is a pure
+    function of its parameters (METHODS.md: never differentiate BN statistics).
+
+    Parameters
+    ----------
+    n_outputs : int
+    depth : int, default=10
+        ``6 k + 4`` for ``k`` blocks per group.
+    width : int, default=2
+    base_channels : int, default=16
+
+    Returns
+    -------
+    Serial
+    """
+    if (depth - 4) % 6 or depth < 10:
+        raise ValueError(f"depth must be 6k + 4 with k >= 1, got {depth}")
+    blocks_per_group = (depth - 4) // 6
+    layers = [Conv(base_channels, (3, 3))]
+    in_channels = base_channels
+    for group, factor in enumerate((1, 2, 4)):
+        channels = base_channels * width * factor
+        for block in range(blocks_per_group):
+            strides = (2, 2) if group > 0 and block == 0 else (1, 1)
+            layers.append(_wide_block(in_channels, channels, strides))
+            in_channels = channels
+    return Serial(*layers, Relu(), GlobalAvgPool(), Dense(n_outputs))
+
+
+PRESETS = {"mlp": mlp, "cnn": cnn, "wide_resnet": wide_resnet}

@@ -1,0 +1,245 @@
+"""`KernelSpec` and `empirical_ntk`: chunked, device-sharded empirical NTK of any JAX network.
+
+The kernel of inputs ``x1`` (n1) and ``x2`` (n2) is computed in blocks whose
+size is set by a memory budget, so memory does not grow with the pool. Per
+chunk of inputs the engine computes features once (structured layer features
+or Jacobians), then every block as a Gram of two chunks' features; blocks are
+dispatched round-robin to every local device and gathered on the host.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from collections import deque
+from dataclasses import dataclass
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from ..networks.network import Network
+from . import autodiff, structured
+from .backends import neural_tangents_fn
+from .pairing import check_kind
+
+IMPLEMENTATIONS = ("auto", "structured", "jacobian", "ntvp", "neural_tangents")
+DEFAULT_MEMORY_BUDGET = 512 * 2**20
+
+
+@dataclass(frozen=True)
+class KernelSpec:
+    """How to compute an empirical NTK: flavour, implementation, memory budget, precision, devices.
+
+    Parameters
+    ----------
+    kind : {"full", "trace", "pntk"}, default="full"
+        ``"full"``: blocks ``Theta(x, x') = J_theta f(x) J_theta f(x')^T`` of
+        shape (n1, n2, C, C). ``"trace"``: ``sum_c Theta_cc / C`` (n1, n2).
+        ``"pntk"``: the kernel of ``g(x) = sum_c f_c(x) / sqrt(C)`` (n1, n2),
+        the pseudo-NTK of Mohamadi, Bae & Sutherland (NeurIPS 2022).
+    implementation : {"auto", "structured", "jacobian", "ntvp", "neural_tangents"}, default="auto"
+        ``"structured"`` (input Gram times cotangent Gram per layer; Novak et
+        al., ICML 2022) needs a :class:`~sklearn_ntkal.networks.Network` whose
+        layers all have rules; ``"jacobian"`` and ``"ntvp"`` work for any
+        ``apply_fn``; ``"neural_tangents"`` uses that package if it imports.
+        ``"auto"`` picks structured where possible, else Jacobian contraction
+        (NTK-vector products when per-sample Jacobians would not fit the budget).
+    memory_budget : int, default=512 MiB
+        Bytes of device memory a block may use; sets the chunk size.
+    float64 : bool, default=False
+        Compute in float64 inside a local ``jax.enable_x64`` context; the global
+        JAX configuration is left untouched.
+    devices : sequence of jax.Device or None
+        Devices to spread blocks over; all local devices by default.
+    """
+
+    kind: str = "full"
+    implementation: str = "auto"
+    memory_budget: int = DEFAULT_MEMORY_BUDGET
+    float64: bool = False
+    devices: tuple | None = None
+
+    def __call__(self, apply_fn, params, x1, x2=None):
+        """Empirical NTK of ``apply_fn`` at ``params``; see :func:`empirical_ntk`."""
+        check_kind(self.kind)
+        if self.implementation not in IMPLEMENTATIONS:
+            raise ValueError(f"implementation must be one of {IMPLEMENTATIONS}, got {self.implementation!r}")
+        if int(self.memory_budget) <= 0:
+            raise ValueError(f"memory_budget must be a positive number of bytes, got {self.memory_budget!r}")
+        x1 = _check_inputs(x1, "x1")
+        if x2 is not None:
+            x2 = _check_inputs(x2, "x2")
+            if x2.shape[1:] != x1.shape[1:]:
+                raise ValueError(f"x1 and x2 have different sample shapes: {x1.shape[1:]} vs {x2.shape[1:]}")
+        with jax.enable_x64(bool(self.float64)):
+            dtype = jnp.float64 if self.float64 else jnp.float32
+            params = jax.tree_util.tree_map(lambda a: jnp.asarray(a, dtype), params)
+            x1 = x1.astype(dtype)
+            x2 = None if x2 is None else x2.astype(dtype)
+            return _assemble(self, apply_fn, params, x1, x2)
+
+
+def empirical_ntk(apply_fn, params, x1, x2=None, *, kind="full", implementation="auto",
+                  memory_budget=DEFAULT_MEMORY_BUDGET, float64=False, devices=None):
+    """Empirical neural tangent kernel ``Theta(x1, x2) = J_theta f(x1) J_theta f(x2)^T``.
+
+    Parameters
+    ----------
+    apply_fn : callable
+        ``apply_fn(params, x) -> (n, C)`` outputs. A
+        :class:`~sklearn_ntkal.networks.Network` enables the structured path.
+    params : pytree
+        Parameters at which the kernel is taken (all leaves are differentiated).
+    x1 : array of shape (n1, ...)
+    x2 : array of shape (n2, ...) or None
+        ``None`` gives the symmetric kernel of ``x1``, each block computed once.
+    kind, implementation, memory_budget, float64, devices
+        See :class:`KernelSpec`.
+
+    Returns
+    -------
+    numpy.ndarray
+        (n1, n2, C, C) for ``kind="full"``, else (n1, n2).
+
+    References
+    ----------
+    Jacot, Gabriel & Hongler, "Neural Tangent Kernel", NeurIPS 2018.
+    Novak, Sohl-Dickstein & Schoenholz, "Fast Finite Width Neural Tangent Kernel", ICML 2022.
+    """
+    spec = KernelSpec(kind, implementation, memory_budget, float64, None if devices is None else tuple(devices))
+    return spec(apply_fn, params, x1, x2)
+
+
+def _check_inputs(x, name):
+    x = np.asarray(x)
+    if x.ndim < 2:
+        raise ValueError(f"{name} must have a batch axis and at least one feature axis, got shape {x.shape}")
+    if x.shape[0] == 0:
+        raise ValueError(f"{name} is empty (0 samples)")
+    if not np.issubdtype(x.dtype, np.number):
+        raise ValueError(f"{name} must be numeric, got dtype {x.dtype}")
+    if not np.all(np.isfinite(x)):
+        raise ValueError(f"{name} contains NaN or infinity")
+    return x
+
+
+def _n_outputs(apply_fn, params, x):
+    out = jax.eval_shape(apply_fn, params, jax.ShapeDtypeStruct((1,) + x.shape[1:], x.dtype))
+    if len(out.shape) != 2:
+        raise ValueError(f"apply_fn must return outputs of shape (n, C); got shape {out.shape} for one sample")
+    return out.shape[1]
+
+
+def _resolve(spec, apply_fn, params, sample_shape, n_outputs, itemsize):
+    """Jitted ``features(params, x)``, ``gram(params, f1, f2)`` and per-sample / per-pair bytes."""
+    impl, kind = spec.implementation, spec.kind
+    n_dirs = 1 if kind == "pntk" else n_outputs
+    pair_bytes = itemsize * 4 * (n_dirs**2 if kind == "full" else 1)
+    is_structured = isinstance(apply_fn, Network) and apply_fn.structured
+    jac_bytes = itemsize * 3 * n_dirs * autodiff.n_parameters(params)
+    if impl == "auto":
+        impl = "structured" if is_structured else ("jacobian" if 64 * jac_bytes <= spec.memory_budget else "ntvp")
+    if impl == "structured":
+        if not is_structured:
+            raise ValueError(
+                "implementation='structured' needs a sklearn_ntkal Network whose parametrised layers all have "
+                "structured rules (Dense, Conv); use 'auto', 'jacobian' or 'ntvp' for other networks"
+            )
+        rules, sizes = structured.plan(apply_fn, params, (1,) + sample_shape)
+        fns = _structured_fns(apply_fn, tuple(rules), kind, n_outputs)
+        return fns + (itemsize * structured.sample_elements(sizes, n_dirs, rules), pair_bytes)
+    if impl == "jacobian":
+        return _jacobian_fns(apply_fn, kind, n_outputs) + (jac_bytes, pair_bytes)
+    if impl == "ntvp":
+        return _ntvp_fns(apply_fn, kind, n_outputs) + (jac_bytes, pair_bytes)
+    return _identity_features, jax.jit(neural_tangents_fn(apply_fn, kind, n_outputs)), jac_bytes, pair_bytes
+
+
+def _identity_features(params, x):
+    return x
+
+
+@functools.lru_cache(maxsize=64)
+def _structured_fns(network, rules, kind, n_outputs):
+    feats = jax.jit(lambda p, x: structured.features(network, rules, p, x, kind, n_outputs))
+    return feats, jax.jit(lambda p, f1, f2: structured.gram(rules, f1, f2, kind))
+
+
+@functools.lru_cache(maxsize=64)
+def _jacobian_fns(apply_fn, kind, n_outputs):
+    feats = jax.jit(lambda p, x: autodiff.jacobian_features(apply_fn, p, x, kind, n_outputs))
+    return feats, jax.jit(lambda p, f1, f2: autodiff.jacobian_gram(f1, f2, kind))
+
+
+@functools.lru_cache(maxsize=64)
+def _ntvp_fns(apply_fn, kind, n_outputs):
+    return _identity_features, jax.jit(lambda p, x1, x2: autodiff.ntvp_gram(apply_fn, p, x1, x2, kind, n_outputs))
+
+
+def chunk_size(n, sample_bytes, pair_bytes, budget):
+    """Largest chunk ``b <= n`` with ``2 b sample_bytes + b^2 pair_bytes <= budget`` (at least 1)."""
+    b = (-sample_bytes + math.sqrt(sample_bytes**2 + pair_bytes * budget)) / pair_bytes
+    return int(max(1, min(n, math.floor(b))))
+
+
+def _chunks(x, size):
+    """``(start, stop, padded_chunk)`` triples; the last chunk is padded so every block has one shape."""
+    out = []
+    for start in range(0, x.shape[0], size):
+        chunk = x[start:start + size]
+        if chunk.shape[0] < size:
+            chunk = np.concatenate([chunk, np.repeat(chunk[-1:], size - chunk.shape[0], axis=0)])
+        out.append((start, min(start + size, x.shape[0]), chunk))
+    return out
+
+
+def _assemble(spec, apply_fn, params, x1, x2, ):
+    n_outputs = _n_outputs(apply_fn, params, x1)
+    itemsize = x1.dtype.itemsize
+    features, gram, sample_bytes, pair_bytes = _resolve(spec, apply_fn, params, x1.shape[1:], n_outputs, itemsize)
+    symmetric = x2 is None
+    n2 = x1.shape[0] if symmetric else x2.shape[0]
+    size = chunk_size(max(x1.shape[0], n2), sample_bytes, pair_bytes, spec.memory_budget)
+    rows = _chunks(x1, min(size, x1.shape[0]))
+    cols = rows if symmetric else _chunks(x2, min(size, n2))
+    devices = list(spec.devices or jax.local_devices())
+    params_on = {d: jax.device_put(params, d) for d in devices}
+    cache_cols = len(cols) * cols[0][2].shape[0] * sample_bytes <= spec.memory_budget // 2
+    col_features = {}
+
+    def column_features(j, device):
+        if j in col_features:
+            return jax.device_put(col_features[j], device)
+        f = features(params_on[device], jax.device_put(cols[j][2], device))
+        if cache_cols:
+            col_features[j] = f
+        return f
+
+    shape = (x1.shape[0], n2) + ((n_outputs, n_outputs) if spec.kind == "full" else ())
+    out = np.empty(shape, dtype=x1.dtype)
+    pending = deque()
+    counter = 0
+    for i, (r0, r1, xa) in enumerate(rows):
+        row_features = {}
+        for j in range(i if symmetric else 0, len(cols)):
+            device = devices[counter % len(devices)]
+            counter += 1
+            if device not in row_features:
+                row_features[device] = (
+                    column_features(i, device) if symmetric else features(params_on[device], jax.device_put(xa, device))
+                )
+            block = gram(params_on[device], row_features[device], column_features(j, device))
+            pending.append((r0, r1, cols[j][0], cols[j][1], block, symmetric and j != i))
+            if len(pending) > 2 * len(devices):
+                _write(out, *pending.popleft())
+    while pending:
+        _write(out, *pending.popleft())
+    return out
+
+
+def _write(out, r0, r1, c0, c1, block, mirror):
+    block = np.asarray(block)[: r1 - r0, : c1 - c0]
+    out[r0:r1, c0:c1] = block
+    if mirror:
+        out[c0:c1, r0:r1] = block.transpose((1, 0) + tuple(range(2, block.ndim)))
