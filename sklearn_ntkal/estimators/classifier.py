@@ -1,0 +1,312 @@
+"""`JaxNetClassifier`: a scikit-learn classifier around a JAX network trained with optax."""
+
+from __future__ import annotations
+
+import math
+import numbers
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.model_selection import train_test_split
+from sklearn.utils import check_random_state
+from sklearn.utils.multiclass import check_classification_targets, unique_labels
+from sklearn.utils.validation import check_is_fitted, validate_data
+
+from ..networks import Network, Reshape, Serial, Standardize, resolve_layer
+from ..ntk import KernelSpec
+from .training import LOSSES, make_optimizer, run_epoch, train_step
+
+_IMAGE_PRESETS = ("cnn", "wide_resnet")
+_PREDICT_CHUNK = 4096
+
+
+class JaxNetClassifier(ClassifierMixin, BaseEstimator):
+    """Neural-network classifier on JAX, exposing what NTK active-learning strategies need.
+
+    The network maps inputs to one output per class, ``f(x; theta)`` of shape
+    (n, C). It is trained on the loss ``(1/n) sum_i l(f(x_i), y_i)`` with
+    minibatches and an optax optimiser; ``predict_proba`` is ``softmax(f)``.
+    Any input preprocessing (standardisation, rows reshaped to images) is part
+    of the network function, so ``apply_fn(params_, X)`` is exactly what
+    ``decision_function`` computes and kernels are always of the model that
+    predicts.
+
+    Parameters
+    ----------
+    network : str, Layer, (init_fn, apply_fn) pair, Flax or Equinox module, default="mlp"
+        ``"mlp"``, ``"cnn"`` or ``"wide_resnet"`` (built-in, with structured NTK
+        rules), or a user network in the stax convention; see
+        :func:`sklearn_ntkal.networks.resolve_layer`. A user network must
+        output one value per class.
+    network_kwargs : dict or None
+        Arguments of the preset, e.g. ``{"hidden_layer_sizes": (256, 256)}``.
+    input_shape : tuple or None
+        Per-sample shape the network expects (e.g. ``(8, 8, 1)``) when ``X``
+        holds flat rows. For image presets and square flat inputs it is inferred
+        as ``(s, s, 1)``.
+    loss : {"cross_entropy", "mse"}, default="cross_entropy"
+        ``"mse"`` regresses one-hot targets, the setting of the NTK look-ahead paper.
+    optimizer : str or optax.GradientTransformation, default="adam"
+        ``"adam"``, ``"adamw"``, ``"sgd"``, ``"rmsprop"`` or any optax transformation.
+    learning_rate : float, default=1e-3
+    weight_decay : float, default=0.0
+    epochs : int, default=100
+        Passes over the data per ``fit`` (``partial_fit`` makes one).
+    batch_size : int, default=64
+    early_stopping : bool, default=False
+        Hold out ``validation_fraction`` of the training data, stop after
+        ``n_iter_no_change`` epochs without improving its accuracy and keep the
+        best parameters.
+    validation_fraction : float, default=0.1
+    n_iter_no_change : int, default=10
+    standardize : bool, default=True
+        Centre and scale each input feature with statistics of the first fit
+        (a fixed layer of the network, not a parameter).
+    warm_start : bool, default=False
+        Continue from the current parameters on the next ``fit``.
+    random_state : int, RandomState or None
+        Seeds initialisation, shuffling and validation splits.
+    verbose : bool, default=False
+        Print the loss after every epoch.
+
+    Attributes
+    ----------
+    classes_ : ndarray of shape (C,)
+    network_ : Network
+        The network, preprocessing included; an ``apply_fn(params, x)``.
+    params_ : pytree of jax arrays
+    loss_curve_ : list of float
+    n_iter_ : int
+        Epochs run by the last fit.
+    n_features_in_ : int
+    """
+
+    def __init__(self, network="mlp", network_kwargs=None, input_shape=None, loss="cross_entropy",
+                 optimizer="adam", learning_rate=1e-3, weight_decay=0.0, epochs=100, batch_size=64,
+                 early_stopping=False, validation_fraction=0.1, n_iter_no_change=10, standardize=True,
+                 warm_start=False, random_state=None, verbose=False):
+        self.network = network
+        self.network_kwargs = network_kwargs
+        self.input_shape = input_shape
+        self.loss = loss
+        self.optimizer = optimizer
+        self.learning_rate = learning_rate
+        self.weight_decay = weight_decay
+        self.epochs = epochs
+        self.batch_size = batch_size
+        self.early_stopping = early_stopping
+        self.validation_fraction = validation_fraction
+        self.n_iter_no_change = n_iter_no_change
+        self.standardize = standardize
+        self.warm_start = warm_start
+        self.random_state = random_state
+        self.verbose = verbose
+
+    @property
+    def apply_fn(self):
+        """``apply_fn(params, X) -> (n, C)`` outputs of the fitted network (preprocessing included)."""
+        check_is_fitted(self, "params_")
+        return self.network_
+
+    def fit(self, X, y):
+        """Train the network on ``(X, y)``; from scratch unless ``warm_start`` and already fitted.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features) or (n_samples, H, W, C)
+        y : array-like of shape (n_samples,)
+
+        Returns
+        -------
+        self
+        """
+        self._check_params()
+        fitted = self.warm_start and hasattr(self, "params_")
+        X, y = self._validate_xy(X, y, reset=not fitted)
+        if fitted:
+            targets = self._encode(y)
+        else:
+            self.classes_ = unique_labels(y)
+            targets = self._encode(y)
+            self._initialize(X)
+        self._train(X, targets, self.epochs)
+        return self
+
+    def partial_fit(self, X, y, classes=None):
+        """One epoch on ``(X, y)``; the first call needs ``classes`` (all labels that will ever occur).
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+        y : array-like of shape (n_samples,)
+        classes : array-like of shape (C,) or None
+
+        Returns
+        -------
+        self
+        """
+        self._check_params()
+        first = not hasattr(self, "params_")
+        if first and classes is None:
+            raise ValueError("classes must be passed to the first call of partial_fit")
+        if not first and classes is not None and not np.array_equal(unique_labels(classes), self.classes_):
+            raise ValueError(f"classes={classes!r} differs from the classes of the first call {self.classes_!r}")
+        X, y = self._validate_xy(X, y, reset=first)
+        if first:
+            self.classes_ = unique_labels(classes)
+            targets = self._encode(y)
+            self._initialize(X)
+        else:
+            targets = self._encode(y)
+        self._train(X, targets, 1, early_stopping=False)
+        return self
+
+    def decision_function(self, X):
+        """Network outputs ``f(X)`` of shape (n, C); for two classes ``f_1 - f_0`` of shape (n,)."""
+        out = self._outputs(X)
+        return out[:, 1] - out[:, 0] if len(self.classes_) == 2 else out
+
+    def predict_proba(self, X):
+        """``softmax(f(X))`` of shape (n, C), columns in the order of ``classes_``."""
+        return np.asarray(jax.nn.softmax(jnp.asarray(self._outputs(X)), axis=-1), dtype=np.float64)
+
+    def predict(self, X):
+        """Class labels ``classes_[argmax_c f_c(X)]``."""
+        return self.classes_[np.argmax(self._outputs(X), axis=1)]
+
+    def ntk(self, X1, X2=None, kind="full", **kernel_kwargs):
+        """Empirical NTK of the fitted network; see :func:`sklearn_ntkal.ntk.empirical_ntk`.
+
+        Parameters
+        ----------
+        X1, X2 : array-like
+            Inputs as passed to ``predict``; ``X2=None`` gives the symmetric kernel.
+        kind : {"full", "trace", "pntk"}, default="full"
+        **kernel_kwargs
+            ``implementation``, ``memory_budget``, ``float64``, ``devices``.
+
+        Returns
+        -------
+        ndarray of shape (n1, n2, C, C) or (n1, n2)
+        """
+        check_is_fitted(self, "params_")
+        X1 = validate_data(self, X1, reset=False, dtype=np.float32, allow_nd=True)
+        X2 = None if X2 is None else validate_data(self, X2, reset=False, dtype=np.float32, allow_nd=True)
+        return KernelSpec(kind=kind, **kernel_kwargs)(self.network_, self.params_, X1, X2)
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.allow_nan = False
+        return tags
+
+    def __getstate__(self):
+        state = dict(self.__dict__)
+        state.pop("_predict_fn", None)
+        if "params_" in state:
+            state["params_"] = jax.tree_util.tree_map(np.asarray, state["params_"])
+        return state
+
+    def __setstate__(self, state):
+        if "params_" in state:
+            state["params_"] = jax.tree_util.tree_map(jnp.asarray, state["params_"])
+        self.__dict__.update(state)
+
+    def _check_params(self):
+        if self.loss not in LOSSES:
+            raise ValueError(f"loss must be one of {LOSSES}, got {self.loss!r}")
+        for name in ("epochs", "batch_size", "n_iter_no_change"):
+            value = getattr(self, name)
+            if not isinstance(value, numbers.Integral) or value < 1:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        if not 0.0 < self.validation_fraction < 1.0:
+            raise ValueError(f"validation_fraction must be in (0, 1), got {self.validation_fraction!r}")
+
+    def _validate_xy(self, X, y, reset):
+        X, y = validate_data(self, X, y, reset=reset, dtype=np.float32, allow_nd=True, y_numeric=False)
+        check_classification_targets(y)
+        return X, y
+
+    def _encode(self, y):
+        unknown = np.setdiff1d(np.unique(y), self.classes_)
+        if unknown.size:
+            raise ValueError(f"y contains labels not seen in classes_ {list(self.classes_)}: {list(unknown)}")
+        return np.eye(len(self.classes_), dtype=np.float32)[np.searchsorted(self.classes_, y)]
+
+    def _sample_shape(self, X):
+        if self.input_shape is not None:
+            return tuple(int(s) for s in self.input_shape)
+        if X.ndim > 2:
+            return X.shape[1:]
+        side = math.isqrt(X.shape[1])
+        if isinstance(self.network, str) and self.network in _IMAGE_PRESETS:
+            if side * side != X.shape[1]:
+                raise ValueError(
+                    f"network {self.network!r} needs images: pass input_shape=(H, W, C) for rows of "
+                    f"{X.shape[1]} features, or NHWC arrays"
+                )
+            return (side, side, 1)
+        return X.shape[1:]
+
+    def _initialize(self, X):
+        self._rng = check_random_state(self.random_state)
+        layers = []
+        if self.standardize:
+            scale = X.std(axis=0)
+            layers.append(Standardize(X.mean(axis=0), np.where(scale > 1e-6, scale, 1.0)))
+        sample_shape = self._sample_shape(X)
+        if tuple(sample_shape) != X.shape[1:]:
+            layers.append(Reshape(sample_shape))
+        n_classes = len(self.classes_)
+        layers.append(resolve_layer(self.network, n_classes, self.network_kwargs))
+        self.network_ = Network(Serial(*layers))
+        key = jax.random.PRNGKey(self._rng.randint(2**31 - 1))
+        out_shape, self.params_ = self.network_.init_fn(key, (-1,) + X.shape[1:])
+        if tuple(out_shape[1:]) != (n_classes,):
+            raise ValueError(f"the network outputs shape {tuple(out_shape[1:])} per sample but there are "
+                             f"{n_classes} classes; it must output one value per class")
+        self._optimizer = make_optimizer(self.optimizer, self.learning_rate, self.weight_decay)
+        self._opt_state = self._optimizer.init(self.params_)
+        self.loss_curve_ = []
+        self._predict_fn = None
+
+    def _train(self, X, targets, epochs, early_stopping=None):
+        early_stopping = self.early_stopping if early_stopping is None else early_stopping
+        X_val = None
+        if early_stopping:
+            stratify = targets.argmax(1) if np.bincount(targets.argmax(1)).min() >= 2 else None
+            X, X_val, targets, t_val = train_test_split(
+                X, targets, test_size=self.validation_fraction, stratify=stratify,
+                random_state=self._rng.randint(2**31 - 1))
+            best, best_params, stall = -np.inf, self.params_, 0
+        step = train_step(self.network_, self.loss, self._optimizer)
+        params, opt_state = self.params_, self._opt_state
+        self.n_iter_ = 0
+        for _ in range(epochs):
+            params, opt_state, value = run_epoch(step, params, opt_state, X, targets, self.batch_size, self._rng)
+            self.loss_curve_.append(value)
+            self.n_iter_ += 1
+            if self.verbose:
+                print(f"epoch {len(self.loss_curve_)}: loss {value:.5f}")
+            if early_stopping:
+                accuracy = float(np.mean(self._forward(params, X_val).argmax(1) == t_val.argmax(1)))
+                if accuracy > best:
+                    best, best_params, stall = accuracy, params, 0
+                else:
+                    stall += 1
+                if stall >= self.n_iter_no_change:
+                    params = best_params
+                    break
+        self.params_, self._opt_state = params, opt_state
+
+    def _forward(self, params, X):
+        if getattr(self, "_predict_fn", None) is None:
+            self._predict_fn = jax.jit(self.network_.apply_fn)
+        return np.concatenate([np.asarray(self._predict_fn(params, X[i:i + _PREDICT_CHUNK]))
+                               for i in range(0, X.shape[0], _PREDICT_CHUNK)])
+
+    def _outputs(self, X):
+        check_is_fitted(self, "params_")
+        X = validate_data(self, X, reset=False, dtype=np.float32, allow_nd=True)
+        return self._forward(self.params_, X)

@@ -1,0 +1,75 @@
+"""Losses, optimisers and the jitted minibatch step that trains a network with optax."""
+
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+LOSSES = ("cross_entropy", "mse")
+_OPTIMIZERS = {"adam": optax.adam, "adamw": optax.adamw, "sgd": optax.sgd, "rmsprop": optax.rmsprop}
+
+
+def per_sample_loss(loss, outputs, targets):
+    """Per-sample loss of ``outputs`` (n, C) against one-hot ``targets`` (n, C).
+
+    ``"cross_entropy"``: ``-sum_c y_c log softmax(f)_c``;
+    ``"mse"``: ``0.5 * sum_c (f_c - y_c)^2`` (the look-ahead paper's choice).
+    """
+    if loss == "cross_entropy":
+        return optax.softmax_cross_entropy(outputs, targets)
+    if loss == "mse":
+        return 0.5 * jnp.sum((outputs - targets) ** 2, axis=-1)
+    raise ValueError(f"loss must be one of {LOSSES}, got {loss!r}")
+
+
+def make_optimizer(optimizer, learning_rate, weight_decay):
+    """An optax ``GradientTransformation`` from a name or pass one through unchanged."""
+    if isinstance(optimizer, optax.GradientTransformation):
+        return optimizer
+    if optimizer not in _OPTIMIZERS:
+        raise ValueError(f"optimizer must be one of {sorted(_OPTIMIZERS)} or an optax GradientTransformation")
+    if optimizer == "adamw":
+        return optax.adamw(learning_rate, weight_decay=weight_decay)
+    base = _OPTIMIZERS[optimizer](learning_rate)
+    return optax.chain(optax.add_decayed_weights(weight_decay), base) if weight_decay else base
+
+
+@functools.lru_cache(maxsize=32)
+def train_step(apply_fn, loss, optimizer):
+    """Jitted ``(params, opt_state, x, y, mask) -> (params, opt_state, loss)`` for masked minibatches."""
+
+    def objective(params, x, y, mask):
+        per = per_sample_loss(loss, apply_fn(params, x), y)
+        return jnp.sum(per * mask) / jnp.maximum(jnp.sum(mask), 1.0)
+
+    @jax.jit
+    def step(params, opt_state, x, y, mask):
+        value, grads = jax.value_and_grad(objective)(params, x, y, mask)
+        updates, opt_state = optimizer.update(grads, opt_state, params)
+        return optax.apply_updates(params, updates), opt_state, value
+
+    return step
+
+
+def run_epoch(step, params, opt_state, x, y, batch_size, rng):
+    """One shuffled pass over ``(x, y)`` in minibatches of a fixed shape (the last one masked).
+
+    Returns the new ``(params, opt_state)`` and the sample-weighted mean loss.
+    """
+    n = x.shape[0]
+    size = min(batch_size, n)
+    order = rng.permutation(n)
+    weighted = []
+    for start in range(0, n, size):
+        idx = order[start:start + size]
+        mask = np.ones(size, dtype=np.float32)
+        if idx.size < size:
+            mask[idx.size:] = 0.0
+            idx = np.concatenate([idx, np.repeat(idx[:1], size - idx.size)])
+        params, opt_state, value = step(params, opt_state, x[idx], y[idx], mask)
+        weighted.append(value * mask.sum())
+    return params, opt_state, float(jnp.sum(jnp.stack(weighted))) / n
