@@ -26,6 +26,15 @@ def per_sample_loss(loss, outputs, targets):
     raise ValueError(f"loss must be one of {LOSSES}, got {loss!r}")
 
 
+def output_gradient(loss, outputs, targets):
+    """``r = d l / d f`` per sample: ``softmax(f) - y`` for cross-entropy, ``f - y`` for MSE."""
+    if loss == "cross_entropy":
+        return jax.nn.softmax(outputs, axis=-1) - targets
+    if loss == "mse":
+        return outputs - targets
+    raise ValueError(f"loss must be one of {LOSSES}, got {loss!r}")
+
+
 def make_optimizer(optimizer, learning_rate, weight_decay):
     """An optax ``GradientTransformation`` from a name or pass one through unchanged."""
     if isinstance(optimizer, optax.GradientTransformation):

@@ -44,5 +44,19 @@ class Network:
         out = self.layer.apply(params, x, tape)
         return out, tape.records
 
+    def last_linear(self, params, x):
+        """Inputs (penultimate features) and parameters of the last linear layer called on ``x``.
+
+        Used by strategies that need last-layer gradient embeddings (BADGE,
+        last-layer dynamicAL) or penultimate features (Coreset): for an output
+        layer ``f = h W + b`` the gradient of a loss with output residual ``r``
+        is ``r h^T`` for ``W`` and ``r`` for ``b``.
+        """
+        _, records = self.apply_tapped(params, x)
+        if not records:
+            raise ValueError("the network has no linear layer the tape can see (Dense or Conv)")
+        layer, layer_params, inputs, _ = records[-1]
+        return inputs, layer_params
+
     def __repr__(self):
         return f"Network({self.layer!r})"
