@@ -16,7 +16,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 
 from ..networks import Network, Reshape, Serial, Standardize, resolve_layer
 from ..ntk import KernelSpec
-from .training import LOSSES, make_optimizer, run_epoch, train_step
+from .training import LOSSES, jitted_apply, make_optimizer, run_epoch, train_step
 
 _IMAGE_PRESETS = ("cnn", "wide_resnet")
 _PREDICT_CHUNK = 4096
@@ -174,7 +174,8 @@ class JaxNetClassifier(ClassifierMixin, BaseEstimator):
 
     def predict(self, X):
         """Class labels ``classes_[argmax_c f_c(X)]``."""
-        return self.classes_[np.argmax(self._outputs(X), axis=1)]
+        outputs = self._outputs(X)
+        return self.classes_[np.argmax(outputs, axis=1)]
 
     def ntk(self, X1, X2=None, kind="full", **kernel_kwargs):
         """Empirical NTK of the fitted network; see :func:`sklearn_ntkal.ntk.empirical_ntk`.
@@ -203,15 +204,19 @@ class JaxNetClassifier(ClassifierMixin, BaseEstimator):
 
     def __getstate__(self):
         state = dict(self.__dict__)
-        state.pop("_predict_fn", None)
-        if "params_" in state:
-            state["params_"] = jax.tree_util.tree_map(np.asarray, state["params_"])
+        for name in ("params_", "_opt_state"):
+            if name in state:
+                state[name] = jax.tree_util.tree_map(np.asarray, state[name])
         return state
 
     def __setstate__(self, state):
-        if "params_" in state:
-            state["params_"] = jax.tree_util.tree_map(jnp.asarray, state["params_"])
+        for name in ("params_", "_opt_state"):
+            if name in state:
+                state[name] = jax.tree_util.tree_map(jnp.asarray, state[name])
         self.__dict__.update(state)
+
+    def _optimizer(self):
+        return make_optimizer(self.optimizer, self.learning_rate, self.weight_decay)
 
     def _check_params(self):
         if self.loss not in LOSSES:
@@ -251,25 +256,23 @@ class JaxNetClassifier(ClassifierMixin, BaseEstimator):
 
     def _initialize(self, X):
         self._rng = check_random_state(self.random_state)
-        layers = []
+        preprocess = []
         if self.standardize:
             scale = X.std(axis=0)
-            layers.append(Standardize(X.mean(axis=0), np.where(scale > 1e-6, scale, 1.0)))
+            preprocess.append(Standardize(X.mean(axis=0), np.where(scale > 1e-6, scale, 1.0)))
         sample_shape = self._sample_shape(X)
         if tuple(sample_shape) != X.shape[1:]:
-            layers.append(Reshape(sample_shape))
+            preprocess.append(Reshape(sample_shape))
         n_classes = len(self.classes_)
-        layers.append(resolve_layer(self.network, n_classes, self.network_kwargs))
-        self.network_ = Network(Serial(*layers))
+        model = resolve_layer(self.network, n_classes, self.network_kwargs)
+        self.network_ = Network(Serial(Serial(*preprocess), model))
         key = jax.random.PRNGKey(self._rng.randint(2**31 - 1))
         out_shape, self.params_ = self.network_.init_fn(key, (-1,) + X.shape[1:])
         if tuple(out_shape[1:]) != (n_classes,):
             raise ValueError(f"the network outputs shape {tuple(out_shape[1:])} per sample but there are "
                              f"{n_classes} classes; it must output one value per class")
-        self._optimizer = make_optimizer(self.optimizer, self.learning_rate, self.weight_decay)
-        self._opt_state = self._optimizer.init(self.params_)
+        self._opt_state = self._optimizer().init(self.params_)
         self.loss_curve_ = []
-        self._predict_fn = None
 
     def _train(self, X, targets, epochs, early_stopping=None):
         early_stopping = self.early_stopping if early_stopping is None else early_stopping
@@ -280,7 +283,7 @@ class JaxNetClassifier(ClassifierMixin, BaseEstimator):
                 X, targets, test_size=self.validation_fraction, stratify=stratify,
                 random_state=self._rng.randint(2**31 - 1))
             best, best_params, stall = -np.inf, self.params_, 0
-        step = train_step(self.network_, self.loss, self._optimizer)
+        step = train_step(self.network_, self.loss, self._optimizer())
         params, opt_state = self.params_, self._opt_state
         self.n_iter_ = 0
         for _ in range(epochs):
@@ -301,9 +304,8 @@ class JaxNetClassifier(ClassifierMixin, BaseEstimator):
         self.params_, self._opt_state = params, opt_state
 
     def _forward(self, params, X):
-        if getattr(self, "_predict_fn", None) is None:
-            self._predict_fn = jax.jit(self.network_.apply_fn)
-        return np.concatenate([np.asarray(self._predict_fn(params, X[i:i + _PREDICT_CHUNK]))
+        forward = jitted_apply(self.network_)
+        return np.concatenate([np.asarray(forward(params, X[i:i + _PREDICT_CHUNK]))
                                for i in range(0, X.shape[0], _PREDICT_CHUNK)])
 
     def _outputs(self, X):

@@ -35,8 +35,13 @@ def output_gradient(loss, outputs, targets):
     raise ValueError(f"loss must be one of {LOSSES}, got {loss!r}")
 
 
+@functools.lru_cache(maxsize=32)
 def make_optimizer(optimizer, learning_rate, weight_decay):
-    """An optax ``GradientTransformation`` from a name or pass one through unchanged."""
+    """An optax ``GradientTransformation`` from a name, or one passed through unchanged.
+
+    Cached, so equal settings give the same object and the jitted training
+    step is compiled once per network and optimiser.
+    """
     if isinstance(optimizer, optax.GradientTransformation):
         return optimizer
     if optimizer not in _OPTIMIZERS:
@@ -45,6 +50,12 @@ def make_optimizer(optimizer, learning_rate, weight_decay):
         return optax.adamw(learning_rate, weight_decay=weight_decay)
     base = _OPTIMIZERS[optimizer](learning_rate)
     return optax.chain(optax.add_decayed_weights(weight_decay), base) if weight_decay else base
+
+
+@functools.lru_cache(maxsize=32)
+def jitted_apply(apply_fn):
+    """``jax.jit(apply_fn)``, compiled once per network."""
+    return jax.jit(apply_fn)
 
 
 @functools.lru_cache(maxsize=32)

@@ -131,9 +131,10 @@ def _n_outputs(apply_fn, params, x):
     return out.shape[1]
 
 
-def _resolve(spec, apply_fn, params, sample_shape, n_outputs, itemsize):
+def _resolve(spec, apply_fn, params, sample_shape, n_outputs, dtype):
     """Jitted ``features(params, x)``, ``gram(params, f1, f2)`` and per-sample / per-pair bytes."""
     impl, kind = spec.implementation, spec.kind
+    itemsize = np.dtype(dtype).itemsize
     n_dirs = 1 if kind == "pntk" else n_outputs
     pair_bytes = itemsize * 4 * (n_dirs**2 if kind == "full" else 1)
     is_structured = isinstance(apply_fn, Network) and apply_fn.structured
@@ -146,7 +147,7 @@ def _resolve(spec, apply_fn, params, sample_shape, n_outputs, itemsize):
                 "implementation='structured' needs a sklearn_ntkal Network whose parametrised layers all have "
                 "structured rules (Dense, Conv); use 'auto', 'jacobian' or 'ntvp' for other networks"
             )
-        rules, sizes = structured.plan(apply_fn, params, (1,) + sample_shape)
+        rules, sizes = structured.plan(apply_fn, params, sample_shape, dtype)
         fns = _structured_fns(apply_fn, tuple(rules), kind, n_outputs)
         return fns + (itemsize * structured.sample_elements(sizes, n_dirs, rules), pair_bytes)
     if impl == "jacobian":
@@ -194,10 +195,9 @@ def _chunks(x, size):
     return out
 
 
-def _assemble(spec, apply_fn, params, x1, x2, ):
+def _assemble(spec, apply_fn, params, x1, x2):
     n_outputs = _n_outputs(apply_fn, params, x1)
-    itemsize = x1.dtype.itemsize
-    features, gram, sample_bytes, pair_bytes = _resolve(spec, apply_fn, params, x1.shape[1:], n_outputs, itemsize)
+    features, gram, sample_bytes, pair_bytes = _resolve(spec, apply_fn, params, x1.shape[1:], n_outputs, x1.dtype)
     symmetric = x2 is None
     n2 = x1.shape[0] if symmetric else x2.shape[0]
     size = chunk_size(max(x1.shape[0], n2), sample_bytes, pair_bytes, spec.memory_budget)
@@ -242,4 +242,4 @@ def _write(out, r0, r1, c0, c1, block, mirror):
     block = np.asarray(block)[: r1 - r0, : c1 - c0]
     out[r0:r1, c0:c1] = block
     if mirror:
-        out[c0:c1, r0:r1] = block.transpose((1, 0) + tuple(range(2, block.ndim)))
+        out[c0:c1, r0:r1] = block.transpose((1, 0, 3, 2)[: block.ndim])

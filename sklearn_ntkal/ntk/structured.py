@@ -18,7 +18,7 @@ from ..networks.layers import Conv, Dense
 from .pairing import _HIGHEST, directions, pair, scale_block
 
 
-def plan(network, params, x_shape):
+def plan(network, params, sample_shape, dtype):
     """Static description of the linear layers: ``(layer, rule)`` with rule ``"dense"`` or ``"grad"``.
 
     Also returns per-sample feature sizes (in elements) used to size chunks.
@@ -30,7 +30,7 @@ def plan(network, params, x_shape):
         captured[:] = [r[0] for r in records]
         return [(r[2], r[3], r[1][0]) for r in records]
 
-    one = jax.ShapeDtypeStruct((1,) + tuple(x_shape[1:]), jnp.float32)
+    one = jax.ShapeDtypeStruct((1,) + tuple(sample_shape), dtype)
     shapes = jax.eval_shape(run, params, one)
     rules = []
     for layer, (a, _, _) in zip(captured, shapes):
