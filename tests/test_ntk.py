@@ -12,6 +12,7 @@ import pytest
 
 from sklearn_ntkal.networks import Network, Reshape, Serial, cnn, mlp, wide_resnet
 from sklearn_ntkal.ntk import KINDS, KernelSpec, chunk_size, empirical_ntk
+from sklearn_ntkal.ntk.engine import bucket
 
 IMPLEMENTATIONS = ("structured", "jacobian", "ntvp")
 NETWORKS = {
@@ -130,6 +131,11 @@ def test_chunked_equals_unchunked(kind, implementation):
 def test_tiny_budget_really_chunks():
     assert chunk_size(1000, sample_bytes=4_000, pair_bytes=400, budget=20_000) < 10
     assert chunk_size(1000, sample_bytes=10, pair_bytes=4, budget=2**30) == 1000
+
+
+def test_chunk_lengths_are_bucketed():
+    assert [bucket(n, 256) for n in (1, 8, 9, 100, 255, 256, 1000)] == [8, 8, 16, 128, 256, 256, 256]
+    assert bucket(50, 20) == 20
 
 
 def test_batch_of_one_and_symmetric_default():

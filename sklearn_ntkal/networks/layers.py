@@ -60,15 +60,16 @@ class Layer:
 
 
 class Dense(Layer):
-    """Fully connected layer ``y = x W + b`` with He-normal weights (standard parametrisation)."""
+    """Fully connected layer ``y = x W + b``; He-normal weights times ``scale`` (standard parametrisation)."""
 
-    def __init__(self, out_dim, use_bias=True):
+    def __init__(self, out_dim, use_bias=True, scale=1.0):
         self.out_dim = int(out_dim)
         self.use_bias = bool(use_bias)
+        self.scale = float(scale)
 
     def init(self, key, input_shape):
         in_dim = input_shape[-1]
-        w = jax.random.normal(key, (in_dim, self.out_dim)) * math.sqrt(2.0 / in_dim)
+        w = jax.random.normal(key, (in_dim, self.out_dim)) * (self.scale * math.sqrt(2.0 / in_dim))
         params = (w, jnp.zeros(self.out_dim)) if self.use_bias else (w,)
         return input_shape[:-1] + (self.out_dim,), params
 

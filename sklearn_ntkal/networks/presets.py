@@ -14,7 +14,10 @@ def _activation(name):
         raise ValueError(f"unknown activation {name!r}; choose from {sorted(_ACTIVATIONS)}") from None
 
 
-def mlp(n_outputs, hidden_layer_sizes=(512, 512), activation="relu", use_bias=True):
+OUTPUT_SCALE = 0.1
+
+
+def mlp(n_outputs, hidden_layer_sizes=(512, 512), activation="relu", use_bias=True, output_scale=OUTPUT_SCALE):
     """Multi-layer perceptron on flat inputs.
 
     Parameters
@@ -25,6 +28,12 @@ def mlp(n_outputs, hidden_layer_sizes=(512, 512), activation="relu", use_bias=Tr
         Widths of the hidden layers.
     activation : {"relu", "tanh", "gelu"}, default="relu"
     use_bias : bool, default=True
+    output_scale : float, default=0.1
+        Factor on the He-normal initial weights of the output layer. A small
+        output at initialisation matters with MSE: a network fitted to few
+        labels keeps its initial random function away from them (kernel
+        regression on the residuals), which at full scale costs about 30
+        points of digits accuracy with 100 labels.
 
     Returns
     -------
@@ -33,10 +42,10 @@ def mlp(n_outputs, hidden_layer_sizes=(512, 512), activation="relu", use_bias=Tr
     layers = [Flatten()]
     for width in hidden_layer_sizes:
         layers += [Dense(width, use_bias), _activation(activation)]
-    return Serial(*layers, Dense(n_outputs, use_bias))
+    return Serial(*layers, Dense(n_outputs, use_bias, output_scale))
 
 
-def cnn(n_outputs, channels=(32, 64), dense_width=128, activation="relu"):
+def cnn(n_outputs, channels=(32, 64), dense_width=128, activation="relu", output_scale=OUTPUT_SCALE):
     """Small convolutional network: [conv 3x3, activation, 2x2 average pool] per channel count, then dense.
 
     Inputs are NHWC images (the classifier reshapes flat rows given ``input_shape``).
@@ -47,6 +56,8 @@ def cnn(n_outputs, channels=(32, 64), dense_width=128, activation="relu"):
     channels : tuple of int, default=(32, 64)
     dense_width : int, default=128
     activation : {"relu", "tanh", "gelu"}, default="relu"
+    output_scale : float, default=0.1
+        Factor on the initial output-layer weights; see :func:`mlp`.
 
     Returns
     -------
@@ -55,7 +66,7 @@ def cnn(n_outputs, channels=(32, 64), dense_width=128, activation="relu"):
     layers = []
     for c in channels:
         layers += [Conv(c, (3, 3)), _activation(activation), AvgPool((2, 2))]
-    return Serial(*layers, Flatten(), Dense(dense_width), _activation(activation), Dense(n_outputs))
+    return Serial(*layers, Flatten(), Dense(dense_width), _activation(activation), Dense(n_outputs, True, output_scale))
 
 
 def _wide_block(in_channels, channels, strides):
@@ -64,7 +75,7 @@ def _wide_block(in_channels, channels, strides):
     return Residual(branch, Serial(Conv(channels, (1, 1), strides)) if needs_projection else None)
 
 
-def wide_resnet(n_outputs, depth=10, width=2, base_channels=16):
+def wide_resnet(n_outputs, depth=10, width=2, base_channels=16, output_scale=OUTPUT_SCALE):
     """WideResNet-style network (Zagoruyko & Komodakis, 2016) without BatchNorm.
 
     Three groups of ``(depth - 4) // 6`` pre-activation residual blocks with
@@ -79,6 +90,8 @@ def wide_resnet(n_outputs, depth=10, width=2, base_channels=16):
         ``6 k + 4`` for ``k`` blocks per group.
     width : int, default=2
     base_channels : int, default=16
+    output_scale : float, default=0.1
+        Factor on the initial output-layer weights; see :func:`mlp`.
 
     Returns
     -------
@@ -95,7 +108,7 @@ def wide_resnet(n_outputs, depth=10, width=2, base_channels=16):
             strides = (2, 2) if group > 0 and block == 0 else (1, 1)
             layers.append(_wide_block(in_channels, channels, strides))
             in_channels = channels
-    return Serial(*layers, Relu(), GlobalAvgPool(), Dense(n_outputs))
+    return Serial(*layers, Relu(), GlobalAvgPool(), Dense(n_outputs, True, output_scale))
 
 
 PRESETS = {"mlp": mlp, "cnn": cnn, "wide_resnet": wide_resnet}

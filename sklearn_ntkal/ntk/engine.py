@@ -184,6 +184,15 @@ def chunk_size(n, sample_bytes, pair_bytes, budget):
     return int(max(1, min(n, math.floor(b))))
 
 
+def bucket(n, size):
+    """Chunk length for ``n`` inputs: ``size`` if ``n`` fills it, else the next power of two (at most ``size``).
+
+    Sizes below the budget's chunk are rounded up so that a growing labelled
+    set reuses a handful of compiled block shapes instead of one per size.
+    """
+    return size if n >= size else min(size, 1 << max(3, (n - 1).bit_length()))
+
+
 def _chunks(x, size):
     """``(start, stop, padded_chunk)`` triples; the last chunk is padded so every block has one shape."""
     out = []
@@ -201,8 +210,8 @@ def _assemble(spec, apply_fn, params, x1, x2):
     symmetric = x2 is None
     n2 = x1.shape[0] if symmetric else x2.shape[0]
     size = chunk_size(max(x1.shape[0], n2), sample_bytes, pair_bytes, spec.memory_budget)
-    rows = _chunks(x1, min(size, x1.shape[0]))
-    cols = rows if symmetric else _chunks(x2, min(size, n2))
+    rows = _chunks(x1, bucket(x1.shape[0], size))
+    cols = rows if symmetric else _chunks(x2, bucket(n2, size))
     devices = list(spec.devices or jax.local_devices())
     params_on = {d: jax.device_put(params, d) for d in devices}
     cache_cols = len(cols) * cols[0][2].shape[0] * sample_bytes <= spec.memory_budget // 2

@@ -26,7 +26,10 @@ class QueryStrategy(BaseEstimator):
 
     When the estimator is a :class:`~sklearn.pipeline.Pipeline`, every input is
     transformed by all but its last step, which must be the network; kernels
-    and gradients are then of what the network sees.
+    and gradients are then of what the network sees. This is modAL's
+    ``on_transformed=True`` behaviour, and it holds whatever the learner's
+    ``on_transformed`` says: a network's kernel is only defined on the inputs
+    the network receives.
 
     Subclasses implement ``_select(clf, X_labeled, y_labeled, X_candidates,
     n_instances, random_state) -> (positions, scores)`` where ``positions``
