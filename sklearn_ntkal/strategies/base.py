@@ -114,7 +114,7 @@ class QueryStrategy(BaseEstimator):
             X_labeled = transform(_as_array(X_labeled, "X_training"))
             y_labeled = np.asarray(y_labeled).ravel()
             _check_features(clf, X_labeled, "X_training")
-            unseen = [label for label in np.unique(y_labeled) if label not in set(clf.classes_)]
+            unseen = [label for label in np.unique(y_labeled).tolist() if label not in set(clf.classes_.tolist())]
             if unseen:
                 raise ValueError(f"labels {unseen} are unknown to the estimator (classes_={list(clf.classes_)})")
         rng = check_random_state(getattr(self, "random_state", None))

@@ -1,0 +1,320 @@
+"""Simulated pool-based active learning: the loop, its learning curve, and a meta-estimator with an AUBC scorer."""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import numbers
+import time
+
+import numpy as np
+from sklearn.base import BaseEstimator, ClassifierMixin, MetaEstimatorMixin, clone
+from sklearn.metrics import accuracy_score
+from sklearn.model_selection import train_test_split
+from sklearn.utils import check_random_state
+from sklearn.utils.multiclass import check_classification_targets, unique_labels
+from sklearn.utils.validation import check_is_fitted, validate_data
+from tqdm.auto import tqdm
+
+from .estimators import JaxNetClassifier
+from .strategies.baselines import RandomQuery
+
+
+@dataclasses.dataclass
+class LoopHistory:
+    """What a run of :func:`run_active_learning` recorded, one entry per round (round 0 = initial set).
+
+    Attributes
+    ----------
+    n_labeled : list of int
+        Labelled-set size the estimator of each round was trained on.
+    scores : list of float
+        Accuracy on the evaluation set after that round's training ended.
+    query_times, fit_times : list of float
+        Seconds spent in the strategy's query and in training (``query_times[0]`` is 0).
+    queried_indices : list of ndarray
+        Rows of ``X_pool`` queried in each round, in selection order (empty for round 0).
+    labeled_indices : ndarray
+        Rows of ``X_pool`` labelled at the end, in the order they were labelled.
+    estimators : list of estimators
+        The fitted estimator of every round (empty unless ``keep_snapshots``).
+    """
+
+    n_labeled: list = dataclasses.field(default_factory=list)
+    scores: list = dataclasses.field(default_factory=list)
+    query_times: list = dataclasses.field(default_factory=list)
+    fit_times: list = dataclasses.field(default_factory=list)
+    queried_indices: list = dataclasses.field(default_factory=list)
+    labeled_indices: np.ndarray = dataclasses.field(default_factory=lambda: np.empty(0, dtype=int))
+    estimators: list = dataclasses.field(default_factory=list)
+
+
+def run_active_learning(estimator, strategy, X_pool, y_pool, X_eval, y_eval, initial_indices, n_rounds,
+                        batch_size, *, progress=False, warm_start=False, keep_snapshots=True, callback=None):
+    """Simulate pool-based active learning with ``y_pool`` as the oracle.
+
+    Round 0 trains on ``initial_indices``; each of the ``n_rounds`` rounds then
+    asks ``strategy.query(X_pool, y_masked, estimator, batch_size=...)`` for
+    ``batch_size`` rows (``y_masked`` is ``y_pool`` with NaN at every
+    unlabelled row, the scikit-activeml convention, so every strategy of this
+    package works), reveals their labels and retrains. Accuracy is measured
+    after each training has ended, never at a best epoch; query time is
+    recorded apart from training time. The loop stops early when the pool is
+    exhausted (the last batch may be smaller).
+
+    Parameters
+    ----------
+    estimator : classifier
+        Template; it is never fitted itself. Each round trains ``clone(estimator)``
+        from scratch on the labelled rows (so with an int ``random_state`` every
+        round starts from the same initialisation), or with ``warm_start=True``
+        continues training a copy of the previous round's estimator
+        (``set_params(warm_start=True)``; the estimator must have that
+        parameter, and for :class:`~sklearn_ntkal.JaxNetClassifier` the initial
+        set must then contain every class).
+    strategy : QueryStrategy or object with ``query(X, y, clf, batch_size=...)``
+    X_pool : array-like of shape (n_pool, ...)
+    y_pool : array-like of shape (n_pool,)
+    X_eval, y_eval : array-like or None
+        Held-out evaluation data; ``None`` scores each round on the rows of
+        the pool still unlabelled (the round's accuracy on what it has not seen).
+    initial_indices : array-like of int
+        Rows of ``X_pool`` labelled at the start.
+    n_rounds : int
+    batch_size : int
+    progress : bool, default=False
+        Show a tqdm bar over rounds.
+    warm_start : bool, default=False
+    keep_snapshots : bool, default=True
+        Keep every round's fitted estimator in ``history.estimators``.
+    callback : callable or None
+        ``callback(round_index, estimator, history)`` after every round (round 0 included).
+
+    Returns
+    -------
+    LoopHistory
+    """
+    X_pool = X_pool.to_numpy() if hasattr(X_pool, "to_numpy") else np.asarray(X_pool)
+    y_pool = np.asarray(y_pool).ravel()
+    n_pool = X_pool.shape[0]
+    if y_pool.shape[0] != n_pool:
+        raise ValueError(f"y_pool has {y_pool.shape[0]} entries but X_pool has {n_pool} rows")
+    labeled = np.asarray(initial_indices, dtype=int).ravel()
+    if labeled.size == 0 or np.unique(labeled).size != labeled.size or labeled.min() < 0 or labeled.max() >= n_pool:
+        raise ValueError("initial_indices must be distinct rows of X_pool, at least one")
+    if not isinstance(n_rounds, numbers.Integral) or n_rounds < 0:
+        raise ValueError(f"n_rounds must be a non-negative integer, got {n_rounds!r}")
+    if not isinstance(batch_size, numbers.Integral) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+    if warm_start and "warm_start" not in estimator.get_params():
+        raise ValueError(f"warm_start=True needs an estimator with a warm_start parameter; "
+                         f"{type(estimator).__name__} has none")
+    numeric = np.issubdtype(y_pool.dtype, np.number)
+    if X_eval is not None:
+        X_eval, y_eval = (X_eval.to_numpy() if hasattr(X_eval, "to_numpy") else X_eval), np.asarray(y_eval).ravel()
+
+    history = LoopHistory()
+    fitted = None
+    queried = np.empty(0, dtype=int)
+    for round_index in tqdm(range(n_rounds + 1), disable=not progress, desc="active learning rounds"):
+        if round_index > 0:
+            unlabeled = n_pool - labeled.size
+            if unlabeled == 0:
+                break
+            y_masked = np.full(n_pool, np.nan, dtype=np.float64 if numeric else object)
+            y_masked[labeled] = y_pool[labeled]
+            start = time.perf_counter()
+            queried = np.asarray(strategy.query(X_pool, y_masked, fitted, batch_size=min(batch_size, unlabeled)),
+                                 dtype=int)
+            history.query_times.append(time.perf_counter() - start)
+            if np.unique(queried).size != queried.size or np.isin(queried, labeled).any():
+                raise ValueError(f"{strategy!r} returned repeated or already labelled rows: {queried.tolist()}")
+            labeled = np.concatenate([labeled, queried])
+        else:
+            history.query_times.append(0.0)
+        start = time.perf_counter()
+        fitted = _train(estimator, fitted, warm_start).fit(X_pool[labeled], y_pool[labeled])
+        history.fit_times.append(time.perf_counter() - start)
+        history.queried_indices.append(queried)
+        history.n_labeled.append(int(labeled.size))
+        if X_eval is None:
+            rest = np.setdiff1d(np.arange(n_pool), labeled)
+            history.scores.append(accuracy_score(y_pool[rest], fitted.predict(X_pool[rest])) if rest.size else np.nan)
+        else:
+            history.scores.append(accuracy_score(y_eval, fitted.predict(X_eval)))
+        history.labeled_indices = labeled
+        if keep_snapshots:
+            history.estimators.append(fitted)
+        if callback is not None:
+            callback(round_index, fitted, history)
+    return history
+
+
+def _train(template, previous, warm_start):
+    """The estimator to fit this round: a fresh clone, or a warm-started copy of the previous one."""
+    if warm_start and previous is not None:
+        return copy.deepcopy(previous).set_params(warm_start=True)
+    return clone(template)
+
+
+def area_under_budget_curve(n_labeled, scores):
+    """Area under the budget (learning) curve, normalised to [0, 1].
+
+    ``AUBC = (1 / (n_K - n_0)) * sum_k (n_{k+1} - n_k) (s_k + s_{k+1}) / 2``,
+    the trapezoid rule over accuracy ``s`` against labels used ``n``, divided by
+    the budget range so that scores in [0, 1] give an AUBC in [0, 1] (the
+    mean accuracy over the budget; Zhan et al., "A comparative survey of deep
+    active learning", 2022). A curve of one point returns that point's score.
+
+    Parameters
+    ----------
+    n_labeled : array-like of shape (K,)
+        Strictly increasing labelled-set sizes.
+    scores : array-like of shape (K,)
+
+    Returns
+    -------
+    float
+    """
+    n = np.asarray(n_labeled, dtype=np.float64).ravel()
+    s = np.asarray(scores, dtype=np.float64).ravel()
+    if n.shape != s.shape or n.size == 0:
+        raise ValueError(f"n_labeled and scores must be non-empty and of equal length, got {n.size} and {s.size}")
+    if n.size == 1:
+        return float(s[0])
+    if np.any(np.diff(n) <= 0):
+        raise ValueError("n_labeled must be strictly increasing")
+    return float(np.sum(np.diff(n) * (s[1:] + s[:-1]) / 2.0) / (n[-1] - n[0]))
+
+
+def aubc_scorer(estimator, X, y):
+    """AUBC of a fitted :class:`ActiveLearningClassifier` on ``(X, y)``: ``GridSearchCV(..., scoring=aubc_scorer)``.
+
+    Every per-round snapshot is scored by accuracy on ``(X, y)`` (in a grid
+    search: the fold's test split) and :func:`area_under_budget_curve` of
+    those accuracies against the labels each snapshot was trained on is
+    returned, so strategies are compared on the whole learning curve rather
+    than on the final model only.
+    """
+    check_is_fitted(estimator, "snapshots_")
+    scores = [accuracy_score(y, snapshot.predict(X)) for snapshot in estimator.snapshots_]
+    return area_under_budget_curve(estimator.learning_curve_[0], scores)
+
+
+class ActiveLearningClassifier(ClassifierMixin, MetaEstimatorMixin, BaseEstimator):
+    """A classifier trained by simulated pool-based active learning, for grid-searching strategies.
+
+    ``fit(X, y)`` treats ``y`` as the oracle: it sets aside a stratified
+    ``eval_fraction`` of ``(X, y)`` as a held-out evaluation set for the
+    learning curve, draws an initial labelled set of ``initial_size`` rows from
+    the rest (the pool), then runs ``n_rounds`` rounds of ``query_strategy``
+    querying ``batch_size`` rows each, retraining ``estimator`` from scratch
+    every round (:func:`run_active_learning`). Predictions come from the last
+    round's estimator. Scored with :func:`aubc_scorer`, a grid search ranks
+    strategies and their parameters by the area under their learning curves.
+
+    Parameters
+    ----------
+    estimator : classifier or None
+        Trained each round (cloned); ``None`` means ``JaxNetClassifier()``.
+    query_strategy : QueryStrategy or None
+        ``None`` means ``RandomQuery`` seeded from ``random_state``.
+    initial_size : int, default=20
+        Size of the initial labelled set; every class is in it once, the rest
+        is drawn at random. Must be at least the number of classes.
+    n_rounds : int, default=5
+    batch_size : int, default=10
+    eval_fraction : float or None, default=0.2
+        Fraction of the training data held out (stratified) to measure the
+        learning curve, never queried nor trained on. ``None`` uses all of it as
+        the pool and measures each round's accuracy on the rows still
+        unlabelled.
+    random_state : int, RandomState or None
+        Seeds the evaluation split and the initial set.
+
+    Attributes
+    ----------
+    classes_ : ndarray
+    estimator_ : classifier
+        The estimator of the last round.
+    learning_curve_ : tuple of ndarray
+        ``(n_labeled, accuracy)`` per round, round 0 being the initial set.
+    queried_indices_ : list of ndarray
+        Rows of ``X`` (as passed to ``fit``) queried in each round; the first entry holds the initial set.
+    snapshots_ : list of classifiers
+        The fitted estimator of every round.
+    history_ : LoopHistory
+        Everything the loop recorded (times included), indices into ``X``.
+    n_features_in_ : int
+    """
+
+    def __init__(self, estimator=None, query_strategy=None, initial_size=20, n_rounds=5, batch_size=10,
+                 eval_fraction=0.2, random_state=None):
+        self.estimator = estimator
+        self.query_strategy = query_strategy
+        self.initial_size = initial_size
+        self.n_rounds = n_rounds
+        self.batch_size = batch_size
+        self.eval_fraction = eval_fraction
+        self.random_state = random_state
+
+    def fit(self, X, y):
+        """Run the simulated active-learning loop on ``(X, y)``.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+        y : array-like of shape (n_samples,)
+            The oracle's labels.
+
+        Returns
+        -------
+        self
+        """
+        X, y = validate_data(self, X, y, allow_nd=True, dtype=None)
+        check_classification_targets(y)
+        self.classes_ = unique_labels(y)
+        rng = check_random_state(self.random_state)
+        rows = np.arange(X.shape[0])
+        if self.eval_fraction is None:
+            pool, held_out = rows, None
+        else:
+            pool, held_out = train_test_split(rows, test_size=self.eval_fraction, stratify=y,
+                                              random_state=rng.randint(2**31 - 1))
+        initial = _initial_positions(y[pool], self.initial_size, rng)
+        estimator = JaxNetClassifier() if self.estimator is None else self.estimator
+        strategy = (RandomQuery(random_state=rng.randint(2**31 - 1)) if self.query_strategy is None
+                    else clone(self.query_strategy))
+        history = run_active_learning(
+            estimator, strategy, X[pool], y[pool],
+            None if held_out is None else X[held_out], None if held_out is None else y[held_out],
+            initial, self.n_rounds, self.batch_size)
+        history.queried_indices = [pool[initial]] + [pool[q] for q in history.queried_indices[1:]]
+        history.labeled_indices = pool[history.labeled_indices]
+        self.history_ = history
+        self.learning_curve_ = (np.array(history.n_labeled), np.array(history.scores))
+        self.queried_indices_ = history.queried_indices
+        self.snapshots_ = history.estimators
+        self.estimator_ = history.estimators[-1]
+        return self
+
+    def predict(self, X):
+        """Labels predicted by the last round's estimator."""
+        check_is_fitted(self, "estimator_")
+        return self.estimator_.predict(validate_data(self, X, reset=False, allow_nd=True, dtype=None))
+
+    def predict_proba(self, X):
+        """Class probabilities from the last round's estimator."""
+        check_is_fitted(self, "estimator_")
+        return self.estimator_.predict_proba(validate_data(self, X, reset=False, allow_nd=True, dtype=None))
+
+
+def _initial_positions(y, size, rng):
+    """``size`` distinct positions of ``y`` holding every class once, the rest drawn uniformly at random."""
+    classes = np.unique(y)
+    if not isinstance(size, numbers.Integral) or not classes.size <= size <= y.shape[0]:
+        raise ValueError(f"initial_size must be an integer between the number of classes ({classes.size}) and "
+                         f"the pool size ({y.shape[0]}), got {size!r}")
+    one_each = np.array([rng.choice(np.flatnonzero(y == c)) for c in classes])
+    rest = np.setdiff1d(np.arange(y.shape[0]), one_each)
+    return np.concatenate([one_each, rng.choice(rest, size - classes.size, replace=False)])
