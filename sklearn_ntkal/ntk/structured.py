@@ -6,15 +6,18 @@ For a dense layer ``z = a W + b`` the share of that layer in
 Schoenholz, "Fast Finite Width Neural Tangent Kernel", ICML 2022), so no
 parameter-sized Jacobian is formed for dense layers. Convolutions (and dense
 layers applied to non-flat inputs) use per-sample weight gradients, one
-transposed convolution per sample and direction, then a Gram.
+batched GEMM of input patches and cotangents, then a Gram.
 """
 
 from __future__ import annotations
 
+import math
+
 import jax
 import jax.numpy as jnp
 
-from ..networks.layers import Conv, Dense
+from ..networks.derivatives import linear_pullback, weight_gradients
+from ..networks.layers import Dense
 from .pairing import _HIGHEST, directions, pair, scale_block
 
 
@@ -38,43 +41,22 @@ def plan(network, params, sample_shape, dtype):
     return rules, [(a.size, out.size, w.size) for a, out, w in shapes]
 
 
-def _linear_map(layer, w, a):
-    return layer.convolve(w, a) if isinstance(layer, Conv) else a @ w
-
-
-def _weight_grads(layer, w, inputs, deltas):
-    """(K, n, |w|) gradients of each direction's output with respect to ``w``, per sample."""
-
-    def one(a, d):
-        _, vjp = jax.vjp(lambda v: _linear_map(layer, v, a[None]), w)
-        return vjp(d[None])[0].reshape(-1)
-
-    return jax.vmap(jax.vmap(one), in_axes=(None, 0))(inputs, deltas)
-
-
 def features(network, rules, params, x, kind, n_outputs):
     """Per-layer array features of ``x``: ``(inputs, deltas)`` or ``(weight_grads, bias_grads)``.
 
     Deltas and gradients carry a leading axis over the K output directions of
     ``kind``; bias gradients are ``None`` for layers without a bias.
     """
-    _, records = network.apply_tapped(params, x)
-    zeros = [jnp.zeros_like(r[3]) for r in records]
-
-    def tapped(eps):
-        out, recs = network.apply_tapped(params, x, eps)
-        return out, [(r[1][0], r[2]) for r in recs]
-
-    _, vjp, taps = jax.vjp(tapped, zeros, has_aux=True)
+    _, _, taps, pullback = linear_pullback(network, params, x)
     m = directions(kind, n_outputs, x.dtype)
-    (deltas,) = jax.vmap(vjp)(jnp.broadcast_to(m[:, None, :], (m.shape[0], x.shape[0], n_outputs)))
+    deltas = jax.vmap(pullback)(jnp.broadcast_to(m[:, None, :], (m.shape[0], x.shape[0], n_outputs)))
     feats = []
-    for (layer, rule), (w, a), d in zip(rules, taps, deltas):
+    for (layer, rule), a, d in zip(rules, taps, deltas):
         if rule == "dense":
             feats.append((a, d))
         else:
             bias = d.sum(axis=tuple(range(2, d.ndim - 1))) if layer.use_bias else None
-            feats.append((_weight_grads(layer, w, a, d), bias))
+            feats.append((jax.vmap(lambda di, a=a, layer=layer: weight_gradients(layer, a, di))(d), bias))
     return feats
 
 
@@ -95,6 +77,7 @@ def gram(rules, f1, f2, kind):
 def sample_elements(sizes, n_directions, rules):
     """Elements of features and temporaries per sample, for chunk sizing."""
     total = 0
-    for (a, out, w), (_, rule) in zip(sizes, rules):
-        total += a + 3 * n_directions * out + (n_directions * w if rule == "grad" else 0)
+    for (a, out, w), (layer, rule) in zip(sizes, rules):
+        patches = a * math.prod(getattr(layer, "kernel_size", (1,)))
+        total += a + 3 * n_directions * out + (patches + 2 * n_directions * w if rule == "grad" else 0)
     return total

@@ -1,0 +1,348 @@
+"""Per-sample loss gradients in chunks: squared norms, inner products and sums, never a pool x labelled kernel.
+
+A loss gradient ``g_x = d l(f(x; theta), t) / d theta`` is handled through a
+*gradient map*, a small frozen dataclass that says which parameters are
+differentiated and how a chunk's per-sample gradients are represented:
+
+- :class:`LayerGradients`: the linear layers of a
+  :class:`~sklearn_ntkal.networks.Network`, read from its tape. For a dense
+  layer ``z = a W + b`` the gradient is the outer product ``a~ delta^T`` with
+  ``a~ = [a, 1]`` and the output cotangent ``delta = dl/dz``, so it is held as
+  the factors ``(a~, delta)`` and ``||g||^2 = ||a~||^2 ||delta||^2``: no
+  parameter-sized vector per sample (the rule of Goodfellow, "Efficient
+  per-example gradient computations", 2015, and of the structured NTK of
+  Novak et al., ICML 2022). Convolutions keep per-sample weight gradients,
+  formed as input patches times output cotangents. With ``last_only`` it is
+  the output layer alone, where ``delta = r = dl/df`` and
+  ``||g_x||^2 = ||r||^2 (||h||^2 + 1)`` on the penultimate features ``h``.
+- :class:`FlatGradients`: any ``apply_fn``; per-sample gradients as flat
+  vectors (n, P), by ``vmap`` of a vector-Jacobian product.
+
+The chunked passes (:func:`summed_gradient`, :func:`gradient_statistics`,
+:func:`inner_products`) work with either map, jitted at the chunk boundary with
+the map as a static argument. Chunks have one padded shape, so a pass compiles
+once per shape; their length comes from a memory budget in bytes.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from dataclasses import dataclass
+from typing import Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import lax
+from jax.flatten_util import ravel_pytree
+
+from .estimators.training import output_gradient, per_sample_loss
+from .networks.derivatives import linear_pullback, weight_gradients
+from .networks.layers import Conv, Dense
+
+_HIGHEST = lax.Precision.HIGHEST
+
+
+def pseudo_labels(outputs):
+    """Hard pseudo-labels ``one_hot(argmax_c f_c)`` of outputs (n, C)."""
+    return jax.nn.one_hot(jnp.argmax(outputs, axis=-1), outputs.shape[-1], dtype=outputs.dtype)
+
+
+def residuals(loss, outputs, targets=None):
+    """``r = dl/df`` against one-hot ``targets``, or against :func:`pseudo_labels` when ``targets`` is None."""
+    return output_gradient(loss, outputs, pseudo_labels(outputs) if targets is None else targets)
+
+
+@dataclass(frozen=True)
+class FlatGradients:
+    """Loss gradients with respect to every parameter as flat vectors (``ravel_pytree`` order); any network.
+
+    Parameters
+    ----------
+    apply_fn : callable
+        ``apply_fn(params, x) -> (n, C)`` outputs.
+    loss : {"cross_entropy", "mse"}
+    """
+
+    apply_fn: Callable
+    loss: str = "cross_entropy"
+
+    def embed(self, params, x, targets=None):
+        """Per-sample gradients (n, P) of ``l(f(x_i), t_i)``; pseudo-labels when ``targets`` is None."""
+
+        def one(xi, ti):
+            out, pullback = jax.vjp(lambda p: self.apply_fn(p, xi[None])[0], params)
+            (grad,) = pullback(residuals(self.loss, out, ti))
+            return ravel_pytree(grad)[0]
+
+        return jax.vmap(one, in_axes=(0, None if targets is None else 0))(x, targets)
+
+    def summed(self, params, x, targets, mask):
+        """Flat gradient (P,) of ``sum_i mask_i l(f(x_i), t_i)`` by one backward pass."""
+
+        def total(p):
+            outputs = self.apply_fn(p, x)
+            targets_ = pseudo_labels(outputs) if targets is None else targets
+            return jnp.sum(per_sample_loss(self.loss, outputs, targets_) * mask)
+
+        return ravel_pytree(jax.grad(total)(params))[0]
+
+    def project(self, params, x, v):
+        """``<v, g_x>`` with pseudo-labels by forward mode, ``r_x^T (J_x v)``: no per-sample gradient is formed."""
+        tangent = ravel_pytree(params)[1](v)
+        outputs, jv = jax.jvp(lambda p: self.apply_fn(p, x), (params,), (tangent,))
+        return jnp.sum(residuals(self.loss, outputs) * jv, axis=-1)
+
+    @staticmethod
+    def sq_norms(rep):
+        """``||g_i||^2`` per sample."""
+        return jnp.sum(rep * rep, axis=-1)
+
+    @staticmethod
+    def inner(rep, v):
+        """``<v, g_i>`` per sample."""
+        return jnp.matmul(rep, v, precision=_HIGHEST)
+
+
+@dataclass(frozen=True)
+class LayerGradients:
+    """Loss gradients of the linear layers of a :class:`~sklearn_ntkal.networks.Network`, layer by layer.
+
+    A chunk's representation is a list with one entry per layer: the factors
+    ``(a~, delta)`` of a dense layer on flat inputs (its gradient is
+    ``a~ delta^T``), or ``(g,)`` per-sample weight-and-bias gradients of any
+    other linear layer. A vector in this space (e.g. a summed gradient) is the
+    matching list of matrices ``sum_i a~_i delta_i^T`` and flat vectors, so
+
+    ``||g_x||^2 = sum_dense ||a~_x||^2 ||delta_x||^2 + sum_other ||g_x||^2``,
+    ``<V, g_x> = sum_dense a~_x^T V delta_x + sum_other <v, g_x>``.
+
+    Exact for all parameters when the tape sees every parameter once (see
+    :func:`tape_covers_parameters`).
+
+    Parameters
+    ----------
+    apply_fn : sklearn_ntkal.networks.Network
+    loss : {"cross_entropy", "mse"}
+    last_only : bool, default=False
+        Only the last linear layer called (the output layer of the built-in
+        networks): ``delta = r`` there, and ``a`` are the penultimate features
+        of :meth:`~sklearn_ntkal.networks.Network.last_linear`.
+    """
+
+    apply_fn: Callable
+    loss: str = "cross_entropy"
+    last_only: bool = False
+
+    def embed(self, params, x, targets=None):
+        """Per-layer factors of the per-sample gradients; pseudo-labels when ``targets`` is None."""
+        out, records, inputs, pullback = linear_pullback(self.apply_fn, params, x)
+        deltas = pullback(residuals(self.loss, out, targets))
+        layers = list(zip(records, inputs, deltas))
+        return [_layer_factors(layer, layer_params, a, d)
+                for (layer, layer_params, _, _), a, d in (layers[-1:] if self.last_only else layers)]
+
+    def summed(self, params, x, targets, mask):
+        """Summed gradient ``sum_i mask_i g_i`` in the per-layer form."""
+        return [jnp.matmul(f[0].T, f[1] * mask[:, None], precision=_HIGHEST) if len(f) == 2
+                else jnp.matmul(mask, f[0], precision=_HIGHEST)
+                for f in self.embed(params, x, targets)]
+
+    def project(self, params, x, v):
+        """``<V, g_x>`` with pseudo-labels."""
+        return self.inner(self.embed(params, x), v)
+
+    @staticmethod
+    def sq_norms(rep):
+        """``||g_i||^2`` per sample, summed over layers."""
+        return sum(jnp.sum(f[0] * f[0], axis=-1) * (jnp.sum(f[1] * f[1], axis=-1) if len(f) == 2 else 1.0)
+                   for f in rep)
+
+    @staticmethod
+    def inner(rep, v):
+        """``<V, g_i>`` per sample, summed over layers."""
+        return sum(jnp.sum(jnp.matmul(f[0], w, precision=_HIGHEST) * f[1], axis=-1) if len(f) == 2
+                   else jnp.matmul(f[0], w, precision=_HIGHEST)
+                   for f, w in zip(rep, v))
+
+
+def _layer_factors(layer, layer_params, a, delta):
+    """``(a~, delta)`` for a dense layer on flat inputs, else ``(per-sample [weight, bias] gradients,)``."""
+    has_bias = len(layer_params) > 1
+    if isinstance(layer, Dense) and a.ndim == 2:
+        return (jnp.concatenate([a, jnp.ones_like(a[:, :1])], axis=1) if has_bias else a, delta)
+    grads = weight_gradients(layer, a, delta)
+    if has_bias:
+        grads = jnp.concatenate([grads, delta.reshape(delta.shape[0], -1, delta.shape[-1]).sum(axis=1)], axis=1)
+    return (grads,)
+
+
+def tape_covers_parameters(network, params, sample_shape, dtype):
+    """Whether ``network`` is a Network whose tape records every parameter exactly once, in Dense or Conv layers.
+
+    Then :class:`LayerGradients` covers all parameters; otherwise (layers
+    without a tape, shared weights, non-Network ``apply_fn``) use
+    :class:`FlatGradients`.
+    """
+    if not hasattr(network, "apply_tapped"):
+        return False
+    layers = []
+
+    def taped(p, z):
+        records = network.apply_tapped(p, z)[1]
+        layers[:] = [record[0] for record in records]
+        return [record[1] for record in records]
+
+    seen = jax.eval_shape(taped, params, jax.ShapeDtypeStruct((1,) + tuple(sample_shape), dtype))
+    leaves = jax.tree_util.tree_leaves
+    return (all(isinstance(layer, (Dense, Conv)) for layer in layers)
+            and sum(leaf.size for leaf in leaves(seen)) == sum(leaf.size for leaf in leaves(params)))
+
+
+def activation_elements(apply_fn, params, sample_shape, dtype):
+    """Numbers produced by one sample's forward pass (every intermediate of its jaxpr), a proxy for backprop memory."""
+    jaxpr = jax.make_jaxpr(apply_fn)(params, jax.ShapeDtypeStruct((1,) + tuple(sample_shape), dtype))
+    return sum(math.prod(var.aval.shape) for eqn in jaxpr.eqns for var in eqn.outvars)
+
+
+def stored_elements(gmap, params, sample_shape, dtype):
+    """Numbers per sample in ``gmap``'s representation of a chunk's gradients."""
+    rep = jax.eval_shape(gmap.embed, params, jax.ShapeDtypeStruct((1,) + tuple(sample_shape), dtype))
+    return sum(leaf.size for leaf in jax.tree_util.tree_leaves(rep))
+
+
+def chunk_length(gmap, params, sample_shape, dtype, memory_budget):
+    """Samples per chunk so that one chunk's pass fits ``memory_budget`` bytes (at least 1).
+
+    A sample is charged ``itemsize * (2 A + 3 S)`` bytes with ``A`` its
+    :func:`activation_elements` and ``S`` its :func:`stored_elements`
+    (the representation plus cotangent temporaries).
+    """
+    elements = 2 * activation_elements(gmap.apply_fn, params, sample_shape, dtype)
+    elements += 3 * stored_elements(gmap, params, sample_shape, dtype)
+    return int(max(1, memory_budget // (np.dtype(dtype).itemsize * elements)))
+
+
+def _padded(arrays, chunk):
+    """``(start, stop, padded_arrays)`` per chunk; the last chunk repeats its last row.
+
+    The chunk length is ``chunk``, or the next power of two of the number of
+    rows when that is smaller, so growing arrays recompile rarely. ``None``
+    entries of ``arrays`` pass through.
+    """
+    n = arrays[0].shape[0]
+    size = min(chunk, 1 << max(n - 1, 0).bit_length())
+    for start in range(0, n, size):
+        stop = min(start + size, n)
+        pad = size - (stop - start)
+        yield start, stop, [None if a is None else np.concatenate([a[start:stop], np.repeat(a[stop - 1:stop], pad, 0)])
+                            for a in arrays]
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _summed(gmap, params, x, targets, mask):
+    return gmap.summed(params, x, targets, mask)
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _statistics(gmap, params, x, v):
+    rep = gmap.embed(params, x)
+    return gmap.sq_norms(rep), gmap.inner(rep, v), rep
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _project(gmap, params, x, v):
+    return gmap.project(params, x, v)
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _inner(gmap, rep, v):
+    return gmap.inner(rep, v)
+
+
+def summed_gradient(gmap, params, X, targets, chunk):
+    """``g = sum_i grad_theta l(f(x_i), t_i)`` over the rows of ``X`` in chunks.
+
+    Parameters
+    ----------
+    gmap : LayerGradients or FlatGradients
+    params : pytree
+    X : ndarray of shape (n, ...)
+    targets : ndarray of shape (n, C) or None
+        One-hot targets; None uses the network's pseudo-labels.
+    chunk : int
+        Samples per chunk.
+
+    Returns
+    -------
+    A vector in ``gmap``'s form: flat (P,) or a list of per-layer arrays.
+    """
+    total = None
+    for start, stop, (x, t) in _padded([X, targets], chunk):
+        mask = (np.arange(x.shape[0]) < stop - start).astype(X.dtype)
+        part = _summed(gmap, params, x, t, mask)
+        total = part if total is None else jax.tree_util.tree_map(jnp.add, total, part)
+    return total
+
+
+def gradient_statistics(gmap, params, X, v, chunk, keep=False):
+    """``||g_x||^2`` and ``<v, g_x>`` for every row of ``X`` with pseudo-labels, in one chunked pass.
+
+    Parameters
+    ----------
+    gmap : LayerGradients or FlatGradients
+    params : pytree
+    X : ndarray of shape (m, ...)
+    v : vector in ``gmap``'s form
+        E.g. a :func:`summed_gradient`.
+    chunk : int
+    keep : bool, default=False
+        Also return the chunks' gradient representations for
+        :func:`inner_products` (``m`` times :func:`stored_elements` numbers).
+
+    Returns
+    -------
+    sq_norms : ndarray of shape (m,)
+    inner : ndarray of shape (m,)
+    kept : list of (start, stop, representation) or None
+    """
+    sq, dots, kept = np.empty(X.shape[0]), np.empty(X.shape[0]), [] if keep else None
+    for start, stop, (x,) in _padded([X], chunk):
+        s, d, rep = _statistics(gmap, params, x, v)
+        sq[start:stop], dots[start:stop] = np.asarray(s)[: stop - start], np.asarray(d)[: stop - start]
+        if keep:
+            kept.append((start, stop, rep))
+    return sq, dots, kept
+
+
+def inner_products(gmap, params, X, v, chunk, kept=None):
+    """``<v, g_x>`` for every row of ``X`` with pseudo-labels.
+
+    From ``kept`` representations (one product per chunk) when given, else by
+    a chunked pass of ``gmap.project`` (forward mode for :class:`FlatGradients`).
+
+    Returns
+    -------
+    ndarray of shape (m,)
+    """
+    out = np.empty(X.shape[0])
+    if kept is not None:
+        for start, stop, rep in kept:
+            out[start:stop] = np.asarray(_inner(gmap, rep, v))[: stop - start]
+        return out
+    for start, stop, (x,) in _padded([X], chunk):
+        out[start:stop] = np.asarray(_project(gmap, params, x, v))[: stop - start]
+    return out
+
+
+@functools.partial(jax.jit, static_argnums=(0, 1))
+def _residuals(apply_fn, loss, params, x, targets):
+    return residuals(loss, apply_fn(params, x), targets)
+
+
+def output_residuals(apply_fn, loss, params, X, targets, chunk):
+    """``r = dl/df`` (n, C) for every row of ``X`` in chunks; pseudo-labels when ``targets`` is None."""
+    parts = [np.asarray(_residuals(apply_fn, loss, params, x, t))[: stop - start]
+             for start, stop, (x, t) in _padded([X, targets], chunk)]
+    return np.concatenate(parts)
