@@ -27,3 +27,17 @@ def small_mlp_factory():
         return JaxNetClassifier(loss=loss, epochs=epochs, random_state=random_state, **kwargs).fit(X, y)
 
     return make
+
+
+@pytest.fixture(scope="session")
+def mse_net(digits, small_mlp_factory):
+    """Small MLP fitted with MSE on 300 digits (the look-ahead paper's loss)."""
+    X_train, _, y_train, _ = digits
+    return small_mlp_factory(X_train[:300], y_train[:300], loss="mse", epochs=30)
+
+
+@pytest.fixture(scope="session")
+def ce_net(digits, small_mlp_factory):
+    """Small MLP fitted with cross-entropy on 300 digits."""
+    X_train, _, y_train, _ = digits
+    return small_mlp_factory(X_train[:300], y_train[:300], loss="cross_entropy", epochs=30)

@@ -70,18 +70,6 @@ def data(digits):
     return X_train[:25], y_train[:25], X_train[25:40], X_test[:200]
 
 
-@pytest.fixture(scope="module")
-def mse_net(digits, small_mlp_factory):
-    X_train, _, y_train, _ = digits
-    return small_mlp_factory(X_train[:300], y_train[:300], loss="mse", epochs=30)
-
-
-@pytest.fixture(scope="module")
-def ce_net(digits, small_mlp_factory):
-    X_train, _, y_train, _ = digits
-    return small_mlp_factory(X_train[:300], y_train[:300], loss="cross_entropy", epochs=30)
-
-
 @pytest.mark.parametrize("space", SPACES)
 @pytest.mark.parametrize("kernel", KERNELS)
 def test_rank_one_lookahead_equals_direct_solve(mse_net, data, kernel, space):

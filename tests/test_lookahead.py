@@ -89,18 +89,6 @@ def data(digits):
     return X_train[:20], y_train[:20], X_train[20:32]
 
 
-@pytest.fixture(scope="module")
-def mse_net(digits, small_mlp_factory):
-    X_train, _, y_train, _ = digits
-    return small_mlp_factory(X_train[:300], y_train[:300], loss="mse", epochs=30)
-
-
-@pytest.fixture(scope="module")
-def ce_net(digits, small_mlp_factory):
-    X_train, _, y_train, _ = digits
-    return small_mlp_factory(X_train[:300], y_train[:300], loss="cross_entropy", epochs=30)
-
-
 def test_rank_orders_by_primary_then_secondary_then_tiebreak():
     primary = np.array([1.0, 1.0, 1.0, 0.0, 1.0])
     secondary = np.array([0.1, 0.3, 0.2, 5.0, 0.3])
