@@ -89,8 +89,8 @@ def build_apply(layers):
             elif op in _ACTIVATIONS:
                 x = _ACTIVATIONS[op](x)
             elif op == "avgpool":
-                dims = (1,) + tuple(layer["window"]) + (1,)
-                x = jax.lax.reduce_window(x, 0.0, jax.lax.add, dims, dims, "VALID") / math.prod(layer["window"])
+                (a, b), (n, h, w, c) = layer["window"], x.shape
+                x = x[:, : h // a * a, : w // b * b].reshape(n, h // a, a, w // b, b, c).mean(axis=(2, 4))
             elif op == "flatten":
                 x = x.reshape(x.shape[0], -1)
             else:

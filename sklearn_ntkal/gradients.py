@@ -40,6 +40,7 @@ from jax.flatten_util import ravel_pytree
 from .estimators.training import output_gradient, per_sample_loss
 from .networks.derivatives import linear_pullback, weight_gradients
 from .networks.layers import Conv, Dense
+from .ntk.engine import bucket
 
 _HIGHEST = lax.Precision.HIGHEST
 
@@ -227,12 +228,12 @@ def chunk_length(gmap, params, sample_shape, dtype, memory_budget):
 def _padded(arrays, chunk):
     """``(start, stop, padded_arrays)`` per chunk; the last chunk repeats its last row.
 
-    The chunk length is ``chunk``, or the next power of two of the number of
-    rows when that is smaller, so growing arrays recompile rarely. ``None``
-    entries of ``arrays`` pass through.
+    Chunks of at most ``chunk`` rows have equal, bucketed lengths
+    (:func:`sklearn_ntkal.ntk.engine.bucket`), so nearby sizes share compiled
+    shapes. ``None`` entries of ``arrays`` pass through.
     """
     n = arrays[0].shape[0]
-    size = min(chunk, 1 << max(n - 1, 0).bit_length())
+    size = bucket(n, chunk)
     for start in range(0, n, size):
         stop = min(start + size, n)
         pad = size - (stop - start)

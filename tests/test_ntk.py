@@ -12,7 +12,8 @@ import pytest
 
 from sklearn_ntkal.networks import Network, Reshape, Serial, cnn, mlp, wide_resnet
 from sklearn_ntkal.ntk import KINDS, KernelSpec, chunk_size, empirical_ntk
-from sklearn_ntkal.ntk.engine import bucket
+from sklearn_ntkal.ntk import structured
+from sklearn_ntkal.ntk.engine import _in_sub_batches, bucket
 
 IMPLEMENTATIONS = ("structured", "jacobian", "ntvp")
 NETWORKS = {
@@ -133,9 +134,30 @@ def test_tiny_budget_really_chunks():
     assert chunk_size(1000, sample_bytes=10, pair_bytes=4, budget=2**30) == 1000
 
 
-def test_chunk_lengths_are_bucketed():
-    assert [bucket(n, 256) for n in (1, 8, 9, 100, 255, 256, 1000)] == [8, 8, 16, 128, 256, 256, 256]
-    assert bucket(50, 20) == 20
+def test_chunk_lengths_are_balanced_and_bucketed():
+    for n in range(1, 1100):
+        length = bucket(n, 256)
+        chunks = -(-n // length)
+        assert length <= 256 and chunks == -(-n // 256)
+        assert chunks * length <= n * 33 / 32 + chunks
+    assert len({bucket(n, 1024) for n in range(513, 1025)}) <= 32
+    assert [bucket(n, 256) for n in (1, 9, 100, 1000)] == [1, 9, 100, 252]
+    assert bucket(1000, 565) == 504 and bucket(50, 20) == 17
+
+
+def test_features_in_sub_batches_equal_one_batch():
+    net, params, shape = _network("cnn")
+    x = jnp.asarray(_inputs(7, shape, 11))
+    rules, _ = structured.plan(net, params, shape, x.dtype)
+
+    def feats(p, z):
+        return structured.features(net, rules, p, z, "full", 3)
+
+    whole = jax.tree_util.tree_leaves(feats(params, x))
+    parts = jax.tree_util.tree_leaves(jax.jit(_in_sub_batches(feats, 3))(params, x))
+    assert [a.shape for a in parts] == [a.shape for a in whole]
+    for a, b in zip(whole, parts):
+        np.testing.assert_allclose(b, a, rtol=1e-5, atol=1e-6 * np.abs(a).max())
 
 
 def test_batch_of_one_and_symmetric_default():

@@ -165,7 +165,11 @@ class Standardize(Layer):
 
 
 class AvgPool(Layer):
-    """Average pooling over non-overlapping ``window`` patches of NHWC inputs."""
+    """Average pooling over non-overlapping ``window`` patches of NHWC inputs (trailing rows and columns dropped).
+
+    Written as a reshape and a mean, whose derivative is a broadcast: on CPU
+    its backward pass is about twice as fast as that of ``lax.reduce_window``.
+    """
 
     def __init__(self, window=(2, 2)):
         self.window = tuple(window)
@@ -175,8 +179,8 @@ class AvgPool(Layer):
         return (n, h // self.window[0], w // self.window[1], c), ()
 
     def fn(self, x):
-        dims = (1,) + self.window + (1,)
-        return jax.lax.reduce_window(x, 0.0, jax.lax.add, dims, dims, "VALID") / math.prod(self.window)
+        (a, b), (n, h, w, c) = self.window, x.shape
+        return x[:, : h // a * a, : w // b * b].reshape(n, h // a, a, w // b, b, c).mean(axis=(2, 4))
 
 
 class GlobalAvgPool(Layer):

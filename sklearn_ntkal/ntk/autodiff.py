@@ -14,7 +14,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from .pairing import directions, pair
+from .pairing import directions, finish, pair
 
 
 def directed(apply_fn, kind, n_outputs):
@@ -28,16 +28,16 @@ def directed(apply_fn, kind, n_outputs):
 
 
 def jacobian_features(apply_fn, params, x, kind, n_outputs):
-    """Flattened per-sample Jacobians, shape (K, n, P)."""
+    """Flattened per-sample Jacobians, shape (n, K, P)."""
     fn = directed(apply_fn, kind, n_outputs)
     jac = jax.jacrev(fn)(params, x)
     leaves = [leaf.reshape(leaf.shape[0], leaf.shape[1], -1) for leaf in jax.tree_util.tree_leaves(jac)]
-    return jnp.concatenate(leaves, axis=-1).transpose(1, 0, 2)
+    return jnp.concatenate(leaves, axis=-1)
 
 
 def jacobian_gram(f1, f2, kind):
     """``J1 J2^T`` paired as ``kind`` asks."""
-    return pair(f1, f2, kind)
+    return finish(pair(f1, f2, kind))
 
 
 def ntvp_gram(apply_fn, params, x1, x2, kind, n_outputs):

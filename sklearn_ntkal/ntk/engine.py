@@ -3,15 +3,18 @@
 The kernel of inputs ``x1`` (n1) and ``x2`` (n2) is computed in blocks whose
 size is set by a memory budget, so memory does not grow with the pool. Per
 chunk of inputs the engine computes features once (structured layer features
-or Jacobians), then every block as a Gram of two chunks' features; blocks are
-dispatched round-robin to every local device and gathered on the host.
+or Jacobians), then every block as a Gram of two chunks' features. Column
+features are kept, least recently used first out, within half the budget,
+and rows sweep the columns in alternating directions so that each row
+starts on the columns the last one ended with. Blocks are dispatched
+round-robin to every local device and gathered on the host.
 """
 
 from __future__ import annotations
 
 import functools
 import math
-from collections import deque
+from collections import OrderedDict, deque
 from dataclasses import dataclass
 
 import jax
@@ -132,7 +135,13 @@ def _n_outputs(apply_fn, params, x):
 
 
 def _resolve(spec, apply_fn, params, sample_shape, n_outputs, dtype):
-    """Jitted ``features(params, x)``, ``gram(params, f1, f2)`` and per-sample / per-pair bytes."""
+    """Jitted ``features(params, x)`` and ``gram(params, f1, f2)``, and the bytes that size the chunks.
+
+    Returns ``(features, gram, sample_bytes, pair_bytes)``: the bytes per
+    sample of the features kept for the Grams, and per pair of a kernel
+    block. Features are computed in sub-batches whose temporaries stay
+    within half the budget.
+    """
     impl, kind = spec.implementation, spec.kind
     itemsize = np.dtype(dtype).itemsize
     n_dirs = 1 if kind == "pntk" else n_outputs
@@ -148,10 +157,12 @@ def _resolve(spec, apply_fn, params, sample_shape, n_outputs, dtype):
                 "structured rules (Dense, Conv); use 'auto', 'jacobian' or 'ntvp' for other networks"
             )
         rules, sizes = structured.plan(apply_fn, params, sample_shape, dtype)
-        fns = _structured_fns(apply_fn, tuple(rules), kind, n_outputs)
-        return fns + (itemsize * structured.sample_elements(sizes, n_dirs, rules), pair_bytes)
+        kept, transient = (itemsize * e for e in structured.sample_elements(sizes, n_dirs, rules))
+        fns = _structured_fns(apply_fn, tuple(rules), kind, n_outputs, _sub_batch(transient, spec.memory_budget))
+        return fns + (kept, pair_bytes)
     if impl == "jacobian":
-        return _jacobian_fns(apply_fn, kind, n_outputs) + (jac_bytes, pair_bytes)
+        fns = _jacobian_fns(apply_fn, kind, n_outputs, _sub_batch(jac_bytes, spec.memory_budget))
+        return fns + (jac_bytes, pair_bytes)
     if impl == "ntvp":
         return _ntvp_fns(apply_fn, kind, n_outputs) + (jac_bytes, pair_bytes)
     return _identity_features, jax.jit(neural_tangents_fn(apply_fn, kind, n_outputs)), jac_bytes, pair_bytes
@@ -161,16 +172,42 @@ def _identity_features(params, x):
     return x
 
 
-@functools.lru_cache(maxsize=64)
-def _structured_fns(network, rules, kind, n_outputs):
-    feats = jax.jit(lambda p, x: structured.features(network, rules, p, x, kind, n_outputs))
-    return feats, jax.jit(lambda p, f1, f2: structured.gram(rules, f1, f2, kind))
+def _sub_batch(transient_bytes, budget):
+    """Most samples whose feature temporaries fit in half the budget (at least 1)."""
+    return max(1, int(budget // (2 * transient_bytes)))
+
+
+def _in_sub_batches(features, max_batch):
+    """``features(params, x)`` computed by ``lax.map`` over sub-batches of at most ``max_batch`` samples.
+
+    The feature pytree has the sample axis first, so the sub-batches'
+    results join by a reshape. Padding rows (copies of the last input) are
+    dropped.
+    """
+
+    def run(params, x):
+        n = x.shape[0]
+        count = -(-n // max_batch)
+        if count == 1:
+            return features(params, x)
+        size = -(-n // count)
+        padded = jnp.concatenate([x, jnp.repeat(x[-1:], count * size - n, axis=0)])
+        out = jax.lax.map(lambda xb: features(params, xb), padded.reshape((count, size) + x.shape[1:]))
+        return jax.tree_util.tree_map(lambda a: a.reshape((count * size,) + a.shape[2:])[:n], out)
+
+    return run
 
 
 @functools.lru_cache(maxsize=64)
-def _jacobian_fns(apply_fn, kind, n_outputs):
-    feats = jax.jit(lambda p, x: autodiff.jacobian_features(apply_fn, p, x, kind, n_outputs))
-    return feats, jax.jit(lambda p, f1, f2: autodiff.jacobian_gram(f1, f2, kind))
+def _structured_fns(network, rules, kind, n_outputs, max_batch):
+    feats = _in_sub_batches(lambda p, x: structured.features(network, rules, p, x, kind, n_outputs), max_batch)
+    return jax.jit(feats), jax.jit(lambda p, f1, f2: structured.gram(rules, f1, f2, kind))
+
+
+@functools.lru_cache(maxsize=64)
+def _jacobian_fns(apply_fn, kind, n_outputs, max_batch):
+    feats = _in_sub_batches(lambda p, x: autodiff.jacobian_features(apply_fn, p, x, kind, n_outputs), max_batch)
+    return jax.jit(feats), jax.jit(lambda p, f1, f2: autodiff.jacobian_gram(f1, f2, kind))
 
 
 @functools.lru_cache(maxsize=64)
@@ -185,12 +222,16 @@ def chunk_size(n, sample_bytes, pair_bytes, budget):
 
 
 def bucket(n, size):
-    """Chunk length for ``n`` inputs: ``size`` if ``n`` fills it, else the next power of two (at most ``size``).
+    """Chunk length for ``n`` inputs in chunks of at most ``size``: equal chunks, rounded up by at most 1/32.
 
-    Sizes below the budget's chunk are rounded up so that a growing labelled
-    set reuses a handful of compiled block shapes instead of one per size.
+    ``n`` is split into ``ceil(n / size)`` chunks of equal length, so the
+    last chunk is not mostly padding; that length is rounded up to a
+    multiple of a power of two at most a 32nd of it, so nearby sizes share
+    compiled block shapes (32 per doubling) for at most 3 % more rows.
     """
-    return size if n >= size else min(size, 1 << max(3, (n - 1).bit_length()))
+    length = -(-n // -(-n // size))
+    step = 1 << max(0, length.bit_length() - 6)
+    return min(size, -(-length // step) * step)
 
 
 def _chunks(x, size):
@@ -214,15 +255,18 @@ def _assemble(spec, apply_fn, params, x1, x2):
     cols = rows if symmetric else _chunks(x2, bucket(n2, size))
     devices = list(spec.devices or jax.local_devices())
     params_on = {d: jax.device_put(params, d) for d in devices}
-    cache_cols = len(cols) * cols[0][2].shape[0] * sample_bytes <= spec.memory_budget // 2
-    col_features = {}
+    capacity = (spec.memory_budget // 2) // (cols[0][2].shape[0] * sample_bytes)
+    cached = OrderedDict()
 
     def column_features(j, device):
-        if j in col_features:
-            return jax.device_put(col_features[j], device)
+        if j in cached:
+            cached.move_to_end(j)
+            return jax.device_put(cached[j], device)
         f = features(params_on[device], jax.device_put(cols[j][2], device))
-        if cache_cols:
-            col_features[j] = f
+        if capacity:
+            cached[j] = f
+            if len(cached) > capacity:
+                cached.popitem(last=False)
         return f
 
     shape = (x1.shape[0], n2) + ((n_outputs, n_outputs) if spec.kind == "full" else ())
@@ -231,7 +275,8 @@ def _assemble(spec, apply_fn, params, x1, x2):
     counter = 0
     for i, (r0, r1, xa) in enumerate(rows):
         row_features = {}
-        for j in range(i if symmetric else 0, len(cols)):
+        order = range(i if symmetric else 0, len(cols))
+        for j in order if i % 2 == 0 else reversed(order):
             device = devices[counter % len(devices)]
             counter += 1
             if device not in row_features:

@@ -34,16 +34,24 @@ def directions(kind, n_outputs, dtype):
 
 
 def pair(u1, u2, kind):
-    """Kernel block of per-sample, per-direction features ``u`` of shape (K, n, p).
+    """Kernel block of per-sample, per-direction features ``u`` of shape (n, K, p).
 
-    Returns (n1, n2, K, K) for ``kind="full"`` and the direction-averaged
-    diagonal (n1, n2) otherwise.
+    ``kind="full"`` is one GEMM of (n1 K, p) by (p, n2 K), returned in its
+    natural (n1, K, n2, K) layout (see :func:`finish`); the other kinds give
+    the direction-averaged diagonal (n1, n2).
     """
     if kind == "full":
-        return jnp.einsum("kip,ljp->ijkl", u1, u2, precision=_HIGHEST)
-    return jnp.einsum("kip,kjp->ij", u1, u2, precision=_HIGHEST) / u1.shape[0]
+        n1, k, p = u1.shape
+        flat = jnp.matmul(u1.reshape(n1 * k, p), u2.reshape(-1, p).T, precision=_HIGHEST)
+        return flat.reshape(n1, k, u2.shape[0], k)
+    return jnp.einsum("ikp,jkp->ij", u1, u2, precision=_HIGHEST) / u1.shape[1]
 
 
 def scale_block(gram, block):
-    """Multiply a kernel block elementwise by a per-pair (n1, n2) Gram."""
-    return gram[:, :, None, None] * block if block.ndim == 4 else gram * block
+    """Multiply a kernel block of :func:`pair` elementwise by a per-pair (n1, n2) Gram."""
+    return gram[:, None, :, None] * block if block.ndim == 4 else gram * block
+
+
+def finish(block):
+    """A summed block of :func:`pair` in the engine's layout: (n1, n2, K, K) for the full kernel."""
+    return block.transpose(0, 2, 1, 3) if block.ndim == 4 else block

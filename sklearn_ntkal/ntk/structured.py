@@ -18,66 +18,98 @@ import jax.numpy as jnp
 
 from ..networks.derivatives import linear_pullback, weight_gradients
 from ..networks.layers import Dense
-from .pairing import _HIGHEST, directions, pair, scale_block
+from .pairing import _HIGHEST, directions, finish, pair, scale_block
 
 
 def plan(network, params, sample_shape, dtype):
-    """Static description of the linear layers: ``(layer, rule)`` with rule ``"dense"`` or ``"grad"``.
+    """Static description of the linear layers: ``(layer, rule)`` pairs, and per-sample sizes for chunking.
 
-    Also returns per-sample feature sizes (in elements) used to size chunks.
+    The rule is ``"output"`` for a dense layer whose output is the network's
+    output (its cotangents are the output directions themselves, the same
+    for every sample), ``"dense"`` for other dense layers on flat inputs and
+    ``"grad"`` for the rest. Sizes are ``(inputs, outputs, weights)`` in
+    elements per sample.
     """
     captured = []
 
     def run(p, z):
-        _, records = network.apply_tapped(p, z)
-        captured[:] = [r[0] for r in records]
+        out, records = network.apply_tapped(p, z)
+        captured[:] = [(r[0], r[3] is out) for r in records]
         return [(r[2], r[3], r[1][0]) for r in records]
 
     one = jax.ShapeDtypeStruct((1,) + tuple(sample_shape), dtype)
     shapes = jax.eval_shape(run, params, one)
     rules = []
-    for layer, (a, _, _) in zip(captured, shapes):
-        rules.append((layer, "dense" if isinstance(layer, Dense) and a.ndim == 2 else "grad"))
+    for (layer, is_output), (a, _, _) in zip(captured, shapes):
+        dense = isinstance(layer, Dense) and a.ndim == 2
+        rules.append((layer, ("output" if is_output else "dense") if dense else "grad"))
     return rules, [(a.size, out.size, w.size) for a, out, w in shapes]
 
 
 def features(network, rules, params, x, kind, n_outputs):
-    """Per-layer array features of ``x``: ``(inputs, deltas)`` or ``(weight_grads, bias_grads)``.
+    """Per-layer array features of ``x``, sample axis first: ``(inputs, deltas)`` or ``(weight_grads, bias_grads)``.
 
-    Deltas and gradients carry a leading axis over the K output directions of
+    Deltas and gradients carry a second axis over the K output directions of
     ``kind``; bias gradients are ``None`` for layers without a bias.
     """
     _, _, taps, pullback = linear_pullback(network, params, x)
     m = directions(kind, n_outputs, x.dtype)
-    deltas = jax.vmap(pullback)(jnp.broadcast_to(m[:, None, :], (m.shape[0], x.shape[0], n_outputs)))
+    deltas = jax.vmap(pullback, out_axes=1)(jnp.broadcast_to(m[:, None, :], (m.shape[0], x.shape[0], n_outputs)))
     feats = []
     for (layer, rule), a, d in zip(rules, taps, deltas):
-        if rule == "dense":
+        if rule == "output":
+            feats.append((a, None))
+        elif rule == "dense":
             feats.append((a, d))
         else:
             bias = d.sum(axis=tuple(range(2, d.ndim - 1))) if layer.use_bias else None
-            feats.append((jax.vmap(lambda di, a=a, layer=layer: weight_gradients(layer, a, di))(d), bias))
+            grads = jax.vmap(lambda di, a=a, layer=layer: weight_gradients(layer, a, di), in_axes=1, out_axes=1)(d)
+            feats.append((grads, bias))
     return feats
 
 
 def gram(rules, f1, f2, kind):
-    """Kernel block from the :func:`features` of two chunks of inputs."""
+    """Kernel block from the :func:`features` of two chunks of inputs: (n1, n2, K, K) or (n1, n2).
+
+    The output layer's cotangent Gram is ``M M^T`` for the directions ``M``:
+    the identity for ``"full"`` and 1 after averaging (``"trace"``) or for
+    the single ``"pntk"`` direction.
+    """
     total = 0.0
     for (layer, rule), (u1, v1), (u2, v2) in zip(rules, f1, f2):
-        if rule == "dense":
+        if rule in ("dense", "output"):
             inputs = jnp.matmul(u1, u2.T, precision=_HIGHEST) + (1.0 if layer.use_bias else 0.0)
-            total = total + scale_block(inputs, pair(v1, v2, kind))
+            if rule == "dense":
+                total = total + scale_block(inputs, pair(v1, v2, kind))
+            elif kind == "full":
+                eye = jnp.eye(layer.out_dim, dtype=inputs.dtype)
+                total = total + inputs[:, None, :, None] * eye[None, :, None, :]
+            else:
+                total = total + inputs
         else:
             total = total + pair(u1, u2, kind)
             if v1 is not None:
                 total = total + pair(v1, v2, kind)
-    return total
+    return finish(total)
 
 
 def sample_elements(sizes, n_directions, rules):
-    """Elements of features and temporaries per sample, for chunk sizing."""
-    total = 0
+    """Elements per sample of the features kept for Grams, and of the temporaries that build them.
+
+    Returns ``(kept, transient)``: a dense layer keeps its input and K
+    cotangents, a gradient layer K weight (and bias) gradients; building them
+    takes every layer's input, output and K cotangents, and a gradient
+    layer's input patches and gradients (bias gradients, K per output
+    channel, are left out as negligible).
+    """
+    kept = transient = 0
     for (a, out, w), (layer, rule) in zip(sizes, rules):
-        patches = a * math.prod(getattr(layer, "kernel_size", (1,)))
-        total += a + 3 * n_directions * out + (patches + 2 * n_directions * w if rule == "grad" else 0)
-    return total
+        transient += a + 3 * n_directions * out
+        if rule == "output":
+            kept += a
+        elif rule == "dense":
+            kept += a + n_directions * out
+        else:
+            kept += n_directions * w
+            transient += a * math.prod(getattr(layer, "kernel_size", (1,))) + n_directions * w
+    return kept, transient
