@@ -45,6 +45,8 @@ def parse_args(argv):
     parser.add_argument("--out", default=None,
                         help="output folder (default docs/results, or results/al_curves with --quick)")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bars")
+    parser.add_argument("--page-only", action="store_true",
+                        help="run nothing; rewrite al_curves.md from the parts already in the output folder")
     return parser.parse_args(argv)
 
 
@@ -106,6 +108,12 @@ def page(sections):
         "'AUBC − random' is paired by seed: same split, initial set and initialisation. Query and "
         "training times are seconds per round; training time includes compiling the network.",
     ]
+    done = {(document["config"]["dataset"], document["config"]["network"]) for _, document in sections}
+    missing = [(dataset, network) for dataset in DATASETS for network in NETWORKS if (dataset, network) not in done]
+    if missing:
+        lines += ["", "Not run yet: " + ", ".join(
+            f"{dataset} · {network} (`python benchmarks/al_curves.py --datasets {dataset} --networks {network}`)"
+            for dataset, network in missing) + "."]
     for folder, document in sections:
         config, env = document["config"], document["environment"]
         lines += [
@@ -129,6 +137,12 @@ def page(sections):
     return "\n".join(lines) + "\n"
 
 
+def write_page(out):
+    """Write ``al_curves.md`` in ``out`` from every finished part there."""
+    with open(os.path.join(out, "al_curves.md"), "w", encoding="utf-8") as handle:
+        handle.write(page(load_sections(out)))
+
+
 def main(argv=None):
     """Run every configuration, print its table, and write the tables, plots, JSON and results page.
 
@@ -139,15 +153,16 @@ def main(argv=None):
     args = parse_args(argv)
     out = args.out or (os.path.join("results", "al_curves") if args.quick else os.path.join("docs", "results"))
     command = ("python benchmarks/al_curves.py " + shlex.join(argv)).rstrip()
-    runs = configs(args)
+    runs = [] if args.page_only else configs(args)
     for config in runs:
         config.validate()
     for config in runs:
         result = run_benchmark(config, progress=not args.no_progress)
         paths = write_report(result, os.path.join(out, f"{config.dataset}_{config.network}"), command=command)
         print(f"\n## {config.dataset} · {config.network}\n\n{paths['table']}")
-        with open(os.path.join(out, "al_curves.md"), "w", encoding="utf-8") as handle:
-            handle.write(page(load_sections(out)))
+        write_page(out)
+    if args.page_only:
+        write_page(out)
     print(f"\nwrote {os.path.join(out, 'al_curves.md')} and one folder per dataset and network under {out}")
 
 

@@ -1,6 +1,9 @@
 """Benchmark runner, registry and report: shared initial sets, honest splits, AUBC, table, plot and JSON."""
 
+import dataclasses
+import importlib.util
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -187,3 +190,19 @@ def test_registry_networks_read_images_with_the_dataset_shape():
     assert tabular.input_shape is None and tabular.standardize == "feature"
     with pytest.raises(ConfigError, match="needs an image dataset"):
         make_network("cnn", None)
+
+
+def test_results_page_joins_parts_from_separate_runs(recorded, tmp_path):
+    spec = importlib.util.spec_from_file_location("al_curves", Path(__file__).parents[1] / "benchmarks" / "al_curves.py")
+    al_curves = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(al_curves)
+    result, _ = recorded
+    write_report(result, tmp_path / "digits_mlp", command="python benchmarks/al_curves.py --datasets digits")
+    other = dataclasses.replace(result, config=dataclasses.replace(TINY, network="cnn"))
+    write_report(other, tmp_path / "digits_cnn", command="python benchmarks/al_curves.py --networks cnn")
+    al_curves.main(["--page-only", "--out", str(tmp_path)])
+    text = (tmp_path / "al_curves.md").read_text(encoding="utf-8")
+    assert text.index("## digits · mlp") < text.index("## digits · cnn")
+    assert "python benchmarks/al_curves.py --datasets digits\n" in text and "--networks cnn\n" in text
+    assert format_table(summarize(result)) in text and "(digits_cnn/learning_curves.png)" in text
+    assert "Not run yet: mnist5k · mlp" in text and "Smoke test" in text
