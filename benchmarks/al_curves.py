@@ -148,6 +148,9 @@ def main(argv=None):
 
     The page covers every finished part in the output folder, so parts run
     by separate commands (``--datasets``, ``--networks``) add up to one page.
+    Each part appends its finished runs to ``runs.jsonl`` in its folder, so
+    the same command resumes an interrupted part; the file is removed once
+    the part's report is written.
     """
     argv = sys.argv[1:] if argv is None else argv
     args = parse_args(argv)
@@ -157,8 +160,12 @@ def main(argv=None):
     for config in runs:
         config.validate()
     for config in runs:
-        result = run_benchmark(config, progress=not args.no_progress)
-        paths = write_report(result, os.path.join(out, f"{config.dataset}_{config.network}"), command=command)
+        folder = os.path.join(out, f"{config.dataset}_{config.network}")
+        os.makedirs(folder, exist_ok=True)
+        checkpoint = os.path.join(folder, "runs.jsonl")
+        result = run_benchmark(config, progress=not args.no_progress, checkpoint=checkpoint)
+        paths = write_report(result, folder, command=command)
+        os.remove(checkpoint)
         print(f"\n## {config.dataset} · {config.network}\n\n{paths['table']}")
         write_page(out)
     if args.page_only:

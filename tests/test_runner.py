@@ -206,3 +206,22 @@ def test_results_page_joins_parts_from_separate_runs(recorded, tmp_path):
     assert "python benchmarks/al_curves.py --datasets digits\n" in text and "--networks cnn\n" in text
     assert format_table(summarize(result)) in text and "(digits_cnn/learning_curves.png)" in text
     assert "Not run yet: mnist5k · mlp" in text and "Smoke test" in text
+
+
+def test_checkpoint_resumes_and_rejects_other_settings(tmp_path, monkeypatch):
+    config = dataclasses.replace(TINY, n_rounds=1, epochs=2)
+    path = tmp_path / "runs.jsonl"
+    first = run_benchmark(config, progress=False, checkpoint=str(path))
+    lines = path.read_text(encoding="utf-8").splitlines()
+    assert len(lines) == 1 + len(first.runs)
+    path.write_text("\n".join(lines[:3]) + "\n", encoding="utf-8")
+    calls = []
+    real = runner._run_one
+    monkeypatch.setattr(runner, "_run_one", lambda *args: calls.append(args[1]) or real(*args))
+    resumed = run_benchmark(config, progress=False, checkpoint=str(path))
+    assert len(calls) == len(first.runs) - 2
+    assert resumed.runs[:2] == first.runs[:2]
+    assert [(r.strategy, r.seed) for r in resumed.runs] == [(r.strategy, r.seed) for r in first.runs]
+    assert len(path.read_text(encoding="utf-8").splitlines()) == 1 + len(first.runs)
+    with pytest.raises(ConfigError, match="other settings"):
+        run_benchmark(dataclasses.replace(config, epochs=3), progress=False, checkpoint=str(path))

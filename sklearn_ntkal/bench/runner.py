@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import json
+import os
 
 import numpy as np
 from sklearn.model_selection import train_test_split
@@ -161,7 +163,34 @@ class BenchmarkResult:
         }
 
 
-def run_benchmark(config, *, progress=True):
+def _load_checkpoint(path, config):
+    """Finished runs in the checkpoint at ``path`` by ``(strategy, seed)``; empty if there is none yet.
+
+    Raises a :class:`ConfigError` if the checkpoint was written for other settings.
+    """
+    if path is None or not os.path.exists(path):
+        return {}
+    with open(path, encoding="utf-8") as handle:
+        lines = [json.loads(line) for line in handle if line.strip()]
+    expected = json.loads(json.dumps(dataclasses.asdict(config)))
+    if not lines or lines[0] != expected:
+        raise ConfigError(f"checkpoint {path} was written for other settings; remove it or pass another path")
+    runs = [StrategyRun(**{k: v for k, v in line.items() if k != "aubc"}) for line in lines[1:]]
+    return {(run.strategy, run.seed): run for run in runs}
+
+
+def _append_checkpoint(path, config, run):
+    """Add a finished run to the checkpoint at ``path``, writing the settings first if it is new."""
+    if path is None:
+        return
+    new = not os.path.exists(path)
+    with open(path, "a", encoding="utf-8") as handle:
+        if new:
+            handle.write(json.dumps(dataclasses.asdict(config)) + "\n")
+        handle.write(json.dumps(dataclasses.asdict(run)) + "\n")
+
+
+def run_benchmark(config, *, progress=True, checkpoint=None):
     """Compare query strategies by simulated active learning on a labelled dataset.
 
     For every seed the dataset is split (stratified) into a pool and a test
@@ -178,6 +207,11 @@ def run_benchmark(config, *, progress=True):
     config : BenchmarkConfig
     progress : bool, default=True
         Show tqdm bars over (seed, strategy) runs and over rounds.
+    checkpoint : str or None
+        A JSON-lines file to which each finished (seed, strategy) run is
+        appended. Runs already in it are reused, so an interrupted benchmark
+        resumes where it stopped; it must have been written for the same
+        settings.
 
     Returns
     -------
@@ -192,6 +226,7 @@ def run_benchmark(config, *, progress=True):
         If an online dataset cannot be fetched.
     """
     config.validate()
+    finished = _load_checkpoint(checkpoint, config)
     data = load_dataset(config.dataset, max_samples=config.max_samples, random_state=0)
     X = data.X
     n_pool = data.y.shape[0] - int(np.ceil(config.test_size * data.y.shape[0]))
@@ -209,13 +244,16 @@ def run_benchmark(config, *, progress=True):
                                      learning_rate=config.learning_rate, random_state=seed)
             for name in config.strategies:
                 bar.set_description(f"seed {seed} · {name}")
-                history = _run_one(estimator, make_strategy(name, random_state=seed), X[pool], data.y[pool],
-                                   X[test], data.y[test], initial, config, progress)
-                runs.append(StrategyRun(
-                    strategy=name, seed=seed, n_labeled=history.n_labeled,
-                    scores=[float(s) for s in history.scores],
-                    query_times=history.query_times, fit_times=history.fit_times,
-                    queried_rows=[pool[q].tolist() for q in history.queried_indices]))
+                if (name, seed) not in finished:
+                    history = _run_one(estimator, make_strategy(name, random_state=seed), X[pool], data.y[pool],
+                                       X[test], data.y[test], initial, config, progress)
+                    finished[name, seed] = StrategyRun(
+                        strategy=name, seed=seed, n_labeled=history.n_labeled,
+                        scores=[float(s) for s in history.scores],
+                        query_times=history.query_times, fit_times=history.fit_times,
+                        queried_rows=[pool[q].tolist() for q in history.queried_indices])
+                    _append_checkpoint(checkpoint, config, finished[name, seed])
+                runs.append(finished[name, seed])
                 bar.update(1)
     return BenchmarkResult(config=config, dataset_description=data.description, initial_rows=initial_rows,
                            runs=runs)
