@@ -60,7 +60,6 @@ import time
 from pathlib import Path
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from sklearn_ntkal.datasets import load_dataset
@@ -68,6 +67,7 @@ from sklearn_ntkal.networks import Network
 from sklearn_ntkal.networks.layers import AvgPool, Conv, Dense, Flatten, Gelu, Relu, Tanh
 from sklearn_ntkal.networks.presets import cnn, mlp
 from sklearn_ntkal.ntk import empirical_ntk
+from timing import matmul_rate, seconds
 
 HERE = Path(__file__).resolve().parent
 MIB = 2**20
@@ -114,22 +114,6 @@ def parse_args(argv):
     args.long_run = args.long_run if args.long_run is not None else (20.0 if quick else 60.0)
     args.out = Path(args.out or "results/bench_ntk")
     return args
-
-
-def seconds(fn):
-    """Wall time of one call of ``fn`` (which blocks until its result is on the host)."""
-    start = time.perf_counter()
-    fn()
-    return time.perf_counter() - start
-
-
-def matmul_rate(size=4096, repeats=10):
-    """float32 GEMM rate (FLOP/s) of a warm ``jnp.dot`` of two ``size x size`` matrices, best of ``repeats``."""
-    a = jax.random.normal(jax.random.PRNGKey(0), (size, size), jnp.float32)
-    b = jax.random.normal(jax.random.PRNGKey(1), (size, size), jnp.float32)
-    dot = jax.jit(lambda u, v: jnp.dot(u, v, precision=jax.lax.Precision.HIGHEST))
-    dot(a, b).block_until_ready()
-    return 2.0 * size**3 / min(seconds(lambda: dot(a, b).block_until_ready()) for _ in range(repeats))
 
 
 def make_case(name, args):

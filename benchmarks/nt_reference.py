@@ -63,6 +63,7 @@ nt, NT_IMPORT_NOTE = import_neural_tangents()
 import jax  # noqa: E402  (after neural-tangents, which decides how it is imported)
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
+from timing import matmul_rate, seconds  # noqa: E402
 
 jax.config.update("jax_default_matmul_precision", "highest")
 _CONV_DIMS = ("NHWC", "HWIO", "NHWC")
@@ -113,22 +114,6 @@ def kernel_fn(apply_fn, kind, n_outputs):
         fn, trace_axes=(), vmap_axes=0, implementation=nt.NtkImplementation.STRUCTURED_DERIVATIVES
     )
     return jax.jit(lambda x1, x2, params: ntk(x1, x2, params))
-
-
-def seconds(fn):
-    """Wall time of one call of ``fn`` (which blocks until its result is on the host)."""
-    start = time.perf_counter()
-    fn()
-    return time.perf_counter() - start
-
-
-def matmul_rate(size=4096, repeats=10):
-    """float32 GEMM rate (FLOP/s) of a warm ``jnp.dot`` of two ``size x size`` matrices, best of ``repeats``."""
-    a = jax.random.normal(jax.random.PRNGKey(0), (size, size), jnp.float32)
-    b = jax.random.normal(jax.random.PRNGKey(1), (size, size), jnp.float32)
-    dot = jax.jit(lambda u, v: jnp.dot(u, v, precision=jax.lax.Precision.HIGHEST))
-    dot(a, b).block_until_ready()
-    return 2.0 * size**3 / min(seconds(lambda: dot(a, b).block_until_ready()) for _ in range(repeats))
 
 
 class Cases:

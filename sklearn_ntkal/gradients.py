@@ -40,7 +40,7 @@ from jax.flatten_util import ravel_pytree
 from .estimators.training import output_gradient, per_sample_loss
 from .networks.derivatives import linear_pullback, weight_gradients
 from .networks.layers import Conv, Dense
-from .ntk.engine import bucket
+from .ntk.engine import padded_chunks
 
 _HIGHEST = lax.Precision.HIGHEST
 
@@ -225,22 +225,6 @@ def chunk_length(gmap, params, sample_shape, dtype, memory_budget):
     return int(max(1, memory_budget // (np.dtype(dtype).itemsize * elements)))
 
 
-def _padded(arrays, chunk):
-    """``(start, stop, padded_arrays)`` per chunk; the last chunk repeats its last row.
-
-    Chunks of at most ``chunk`` rows have equal, bucketed lengths
-    (:func:`sklearn_ntkal.ntk.engine.bucket`), so nearby sizes share compiled
-    shapes. ``None`` entries of ``arrays`` pass through.
-    """
-    n = arrays[0].shape[0]
-    size = bucket(n, chunk)
-    for start in range(0, n, size):
-        stop = min(start + size, n)
-        pad = size - (stop - start)
-        yield start, stop, [None if a is None else np.concatenate([a[start:stop], np.repeat(a[stop - 1:stop], pad, 0)])
-                            for a in arrays]
-
-
 @functools.partial(jax.jit, static_argnums=0)
 def _summed(gmap, params, x, targets, mask):
     return gmap.summed(params, x, targets, mask)
@@ -280,7 +264,7 @@ def summed_gradient(gmap, params, X, targets, chunk):
     A vector in ``gmap``'s form: flat (P,) or a list of per-layer arrays.
     """
     total = None
-    for start, stop, (x, t) in _padded([X, targets], chunk):
+    for start, stop, (x, t) in padded_chunks([X, targets], chunk):
         mask = (np.arange(x.shape[0]) < stop - start).astype(X.dtype)
         part = _summed(gmap, params, x, t, mask)
         total = part if total is None else jax.tree_util.tree_map(jnp.add, total, part)
@@ -309,7 +293,7 @@ def gradient_statistics(gmap, params, X, v, chunk, keep=False):
     kept : list of (start, stop, representation) or None
     """
     sq, dots, kept = np.empty(X.shape[0]), np.empty(X.shape[0]), [] if keep else None
-    for start, stop, (x,) in _padded([X], chunk):
+    for start, stop, (x,) in padded_chunks([X], chunk):
         s, d, rep = _statistics(gmap, params, x, v)
         sq[start:stop], dots[start:stop] = np.asarray(s)[: stop - start], np.asarray(d)[: stop - start]
         if keep:
@@ -332,7 +316,7 @@ def inner_products(gmap, params, X, v, chunk, kept=None):
         for start, stop, rep in kept:
             out[start:stop] = np.asarray(_inner(gmap, rep, v))[: stop - start]
         return out
-    for start, stop, (x,) in _padded([X], chunk):
+    for start, stop, (x,) in padded_chunks([X], chunk):
         out[start:stop] = np.asarray(_project(gmap, params, x, v))[: stop - start]
     return out
 
@@ -345,5 +329,5 @@ def _residuals(apply_fn, loss, params, x, targets):
 def output_residuals(apply_fn, loss, params, X, targets, chunk):
     """``r = dl/df`` (n, C) for every row of ``X`` in chunks; pseudo-labels when ``targets`` is None."""
     parts = [np.asarray(_residuals(apply_fn, loss, params, x, t))[: stop - start]
-             for start, stop, (x, t) in _padded([X, targets], chunk)]
+             for start, stop, (x, t) in padded_chunks([X, targets], chunk)]
     return np.concatenate(parts)

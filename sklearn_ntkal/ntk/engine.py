@@ -234,15 +234,25 @@ def bucket(n, size):
     return min(size, -(-length // step) * step)
 
 
+def padded_chunks(arrays, chunk):
+    """``(start, stop, padded_arrays)`` per chunk of the rows of ``arrays``; the last chunk repeats its last row.
+
+    Chunks of at most ``chunk`` rows have the equal, bucketed length of
+    :func:`bucket`, so every block has one shape and nearby sizes share
+    compiled shapes. ``None`` entries of ``arrays`` pass through.
+    """
+    n = arrays[0].shape[0]
+    size = bucket(n, chunk)
+    for start in range(0, n, size):
+        stop = min(start + size, n)
+        pad = size - (stop - start)
+        yield start, stop, [None if a is None else np.concatenate([a[start:stop], np.repeat(a[stop - 1:stop], pad, 0)])
+                            for a in arrays]
+
+
 def _chunks(x, size):
-    """``(start, stop, padded_chunk)`` triples; the last chunk is padded so every block has one shape."""
-    out = []
-    for start in range(0, x.shape[0], size):
-        chunk = x[start:start + size]
-        if chunk.shape[0] < size:
-            chunk = np.concatenate([chunk, np.repeat(chunk[-1:], size - chunk.shape[0], axis=0)])
-        out.append((start, min(start + size, x.shape[0]), chunk))
-    return out
+    """``(start, stop, padded_chunk)`` triples of the rows of ``x`` (see :func:`padded_chunks`)."""
+    return [(start, stop, chunk) for start, stop, (chunk,) in padded_chunks([x], size)]
 
 
 def _assemble(spec, apply_fn, params, x1, x2):
@@ -251,8 +261,8 @@ def _assemble(spec, apply_fn, params, x1, x2):
     symmetric = x2 is None
     n2 = x1.shape[0] if symmetric else x2.shape[0]
     size = chunk_size(max(x1.shape[0], n2), sample_bytes, pair_bytes, spec.memory_budget)
-    rows = _chunks(x1, bucket(x1.shape[0], size))
-    cols = rows if symmetric else _chunks(x2, bucket(n2, size))
+    rows = _chunks(x1, size)
+    cols = rows if symmetric else _chunks(x2, size)
     devices = list(spec.devices or jax.local_devices())
     params_on = {d: jax.device_put(params, d) for d in devices}
     capacity = (spec.memory_budget // 2) // (cols[0][2].shape[0] * sample_bytes)
