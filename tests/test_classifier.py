@@ -18,6 +18,10 @@ FAST = dict(network_kwargs={"hidden_layer_sizes": (32,)}, epochs=40, batch_size=
 
 # Checks expected to fail, with the reason.
 EXPECTED_FAILURES = {}
+if tuple(int(part) for part in jax.__version__.split(".")[:3]) < (0, 4, 32):
+    EXPECTED_FAILURES["check_methods_sample_order_invariance"] = (
+        "XLA's CPU runtime before jax 0.4.32 can round a float32 output one ulp differently with the row's "
+        "position in a batch; the check demands rtol 1e-7, finer than float32 resolution")
 
 
 @parametrize_with_checks([JaxNetClassifier(**FAST)], expected_failed_checks=lambda est: EXPECTED_FAILURES)
@@ -35,7 +39,7 @@ def test_mse_loss_and_cnn_learn_digits(digits):
     X_train, X_test, y_train, y_test = digits
     mse = JaxNetClassifier(loss="mse", random_state=0, epochs=60).fit(X_train, y_train)
     conv = JaxNetClassifier(network="cnn", network_kwargs={"channels": (8, 16), "dense_width": 32},
-                            epochs=30, random_state=0).fit(X_train, y_train)
+                            epochs=45, random_state=0).fit(X_train, y_train)
     assert mse.score(X_test, y_test) >= 0.9
     assert conv.score(X_test, y_test) >= 0.9
 

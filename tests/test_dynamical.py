@@ -24,6 +24,7 @@ from sklearn_ntkal.gradients import (
     summed_gradient,
     tape_covers_parameters,
 )
+from sklearn_ntkal.jax_compat import enable_x64
 from sklearn_ntkal.networks import Conv, Dense, Flatten, Network, Relu, Residual, Serial, Tanh
 from sklearn_ntkal.strategies.dynamical import DynamicALQuery
 
@@ -85,7 +86,7 @@ class BruteForce:
     """
 
     def __init__(self, clf, loss, X_S, y_S, X_U, select=slice(None)):
-        with jax.enable_x64(True):
+        with enable_x64(True):
             leaves, self.treedef = jax.tree_util.tree_flatten(clf.params_)
             self.leaves = [jnp.asarray(leaf, jnp.float64) for leaf in leaves]
             self.select = select
@@ -102,7 +103,7 @@ class BruteForce:
 
     def G(self, pool_positions=()):
         rows = np.concatenate([np.arange(N_LABELED), N_LABELED + np.asarray(pool_positions, dtype=int)])
-        with jax.enable_x64(True):
+        with enable_x64(True):
             grad = self._grad(self.leaves[self.select], self.X[rows], self.T[rows])
             return float(grad @ grad)
 
@@ -219,7 +220,7 @@ def test_layer_gradients_of_strided_and_residual_convolutions():
     _, params = network.init_fn(jax.random.PRNGKey(0), (-1, 9, 9, 2))
     x = np.asarray(jax.random.normal(jax.random.PRNGKey(1), (7, 9, 9, 2)))
     assert tape_covers_parameters(network, params, x.shape[1:], np.float32)
-    with jax.enable_x64(True):
+    with enable_x64(True):
         params = jax.tree_util.tree_map(lambda a: jnp.asarray(a, jnp.float64), params)
         x = x.astype(np.float64)
         out = []
@@ -270,7 +271,7 @@ def test_chunked_equals_unchunked(fitted, data, net, parameters, selection):
     gmap = (FlatGradients(clf.network_) if net == "external"
             else LayerGradients(clf.network_, last_only=parameters == "last_layer"))
     shape, f64 = X_U.shape[1:], np.float64
-    with jax.enable_x64(True):
+    with enable_x64(True):
         params = jax.tree_util.tree_map(lambda a: jnp.asarray(a, f64), clf.params_)
         per_sample = 8 * (2 * activation_elements(clf.network_, params, shape, f64)
                           + 3 * stored_elements(gmap, params, shape, f64))

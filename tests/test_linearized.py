@@ -10,6 +10,7 @@ from sklearn.base import clone
 from sklearn.linear_model import LogisticRegression
 
 from sklearn_ntkal import linearized as kr
+from sklearn_ntkal.jax_compat import enable_x64
 from sklearn_ntkal.estimators.linearized import LinearizedClassifier, network_outputs
 from sklearn_ntkal.ntk import empirical_ntk
 
@@ -80,7 +81,7 @@ def test_rank_one_lookahead_equals_direct_solve(mse_net, data, kernel, space):
     index = np.array([0, 4, 9])
     labels = np.array([[1, 7], [3, 3], [0, 9]])
     targets = np.eye(n_classes)[labels]
-    with jax.enable_x64(True):
+    with enable_x64(True):
         after = np.asarray(kr.lookahead(kr.to_rows(post.mean, post.q), post.covariance, index, targets,
                                         post.ridge, post.q))
     assert after.shape == (3, 2, X_U.shape[0], n_classes)
@@ -101,7 +102,7 @@ def test_sequential_updates_equal_refactorising(mse_net, data, kernel, space):
     n_classes = len(mse_net.classes_)
     steps = [(3, 2), (11, 5), (0, 2)]
     X_now, y_now = X_L, y_L
-    with jax.enable_x64(True):
+    with enable_x64(True):
         mean, delta = kr.to_rows(post.mean, post.q), post.covariance
         for x, label in steps:
             mean, delta = kr.condition(mean, delta, x, np.eye(n_classes)[label], post.ridge, post.q)
@@ -138,7 +139,7 @@ def test_softmax_kernel_is_the_ntk_of_softmax_outputs(ce_net, data):
 def test_softmax_jacobian_matches_autodiff():
     logits = np.random.RandomState(0).randn(4, 5)
     ours = kr.softmax_jacobian(logits)
-    with jax.enable_x64(True):
+    with enable_x64(True):
         direct = jax.vmap(jax.jacobian(jax.nn.softmax))(logits)
     np.testing.assert_allclose(np.asarray(ours), np.asarray(direct), atol=1e-12)
 

@@ -10,6 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from sklearn_ntkal.jax_compat import enable_x64
 from sklearn_ntkal.networks import Network, Reshape, Serial, cnn, mlp, wide_resnet
 from sklearn_ntkal.ntk import KINDS, KernelSpec, chunk_size, empirical_ntk
 from sklearn_ntkal.ntk import structured
@@ -78,7 +79,7 @@ def test_matches_explicit_jacobian_float32(name, kind, implementation):
 def test_matches_explicit_jacobian_float64(name, kind, implementation):
     net, params, shape = _network(name)
     x1, x2 = _inputs(5, shape, 3), _inputs(3, shape, 4)
-    with jax.enable_x64(True):
+    with enable_x64(True):
         params64 = jax.tree_util.tree_map(lambda a: jnp.asarray(a, jnp.float64), params)
         ref = explicit_kernel(net, params64, x1.astype(np.float64), x2.astype(np.float64), kind)
     got = empirical_ntk(net, params, x1, x2, kind=kind, implementation=implementation, float64=True)

@@ -13,6 +13,7 @@ from sklearn.base import BaseEstimator, ClassifierMixin, clone
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from .. import linearized as kr
+from ..jax_compat import enable_x64
 from ..ntk import DEFAULT_MEMORY_BUDGET, KINDS, KernelSpec
 from .classifier import JaxNetClassifier
 from .training import jitted_apply
@@ -58,7 +59,7 @@ def network_outputs(clf, X, params=None, float64=False):
     """
     apply = jitted_apply(clf.network_)
     params = clf.params_ if params is None else params
-    with jax.enable_x64(bool(float64)):
+    with enable_x64(bool(float64)):
         dtype = jnp.float64 if float64 else jnp.float32
         params = jax.tree_util.tree_map(lambda a: jnp.asarray(a, dtype), params)
         X = np.asarray(X, dtype=dtype)

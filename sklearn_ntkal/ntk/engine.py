@@ -21,6 +21,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ..jax_compat import enable_x64
 from ..networks.network import Network
 from . import autodiff, structured
 from .backends import neural_tangents_fn
@@ -75,7 +76,7 @@ class KernelSpec:
             x2 = _check_inputs(x2, "x2")
             if x2.shape[1:] != x1.shape[1:]:
                 raise ValueError(f"x1 and x2 have different sample shapes: {x1.shape[1:]} vs {x2.shape[1:]}")
-        with jax.enable_x64(bool(self.float64)):
+        with enable_x64(bool(self.float64)):
             dtype = jnp.float64 if self.float64 else jnp.float32
             params = jax.tree_util.tree_map(lambda a: jnp.asarray(a, dtype), params)
             x1 = x1.astype(dtype)

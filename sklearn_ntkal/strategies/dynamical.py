@@ -21,6 +21,7 @@ from ..gradients import (
     summed_gradient,
     tape_covers_parameters,
 )
+from ..jax_compat import enable_x64
 from ..ntk import DEFAULT_MEMORY_BUDGET, KernelSpec
 from .base import QueryStrategy
 
@@ -154,7 +155,7 @@ class DynamicALQuery(QueryStrategy):
         classes = clf.classes_
         targets = np.eye(len(classes))[np.searchsorted(classes, np.asarray(y_labeled).astype(classes.dtype))]
         priority = random_state.permutation(X_candidates.shape[0])
-        with jax.enable_x64(bool(self.float64)):
+        with enable_x64(bool(self.float64)):
             dtype = np.float64 if self.float64 else np.float32
             params = jax.tree_util.tree_map(lambda a: jnp.asarray(a, dtype), clf.params_)
             X_S, X_U = X_labeled.astype(dtype, copy=False), X_candidates.astype(dtype, copy=False)

@@ -12,6 +12,7 @@ import numpy as np
 
 from .. import linearized as kr
 from ..estimators.linearized import OUTPUT_SPACES, LinearizedClassifier, to_probabilities
+from ..jax_compat import enable_x64
 from ..ntk import DEFAULT_MEMORY_BUDGET, KINDS
 from .base import QueryStrategy, _labeled_mask
 
@@ -221,7 +222,7 @@ class NTKLookAheadQuery(QueryStrategy):
                                       float64=self.float64, memory_budget=self.memory_budget)
         posterior = linear.fit(X_labeled, y_labeled).posterior(X_candidates[pool_positions])
         oracle = getattr(self, "_active_oracle", None)
-        with jax.enable_x64(bool(self.float64)):
+        with enable_x64(bool(self.float64)):
             selected, scores = self._greedy(posterior, n_instances, round_size, tiebreak, clf, pool_positions, oracle)
         return pool_positions[selected], scores
 
