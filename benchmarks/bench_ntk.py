@@ -19,8 +19,8 @@ compares with two baselines measured in the same run:
   of the run is used, so a busy machine cannot make the roofline easier to
   reach. neural-tangents is also set against a roofline at the rate of a
   GEMM in its own environment: its older jaxlib can multiply matrices at a
-  different rate on the same CPU (about 20 % faster on x86 here), which
-  bounds any speed-up of a GEMM-bound kernel. FLOPs, with K = C output directions for ``"full"`` and K = 1 for
+  different rate on the same CPU, which bounds the speed-up of a GEMM-bound
+  kernel. FLOPs, with K = C output directions for ``"full"`` and K = 1 for
   ``"pntk"``, f_l = 2 |z_l| |W_l| / c_l the forward FLOPs of linear layer l
   per sample (|z_l| outputs, c_l output channels) and N = n1 + n2 inputs (n
   with ``--symmetric``):
