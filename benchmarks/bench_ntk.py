@@ -333,10 +333,11 @@ def finish(results, rate, nt_rate=None):
         case["roofline_seconds"] = case["flops"] / rate
         nt = case.pop("nt_timing", None)
         if nt is not None:
-            seconds = nt.record()["seconds"]
-            case["neural_tangents"] = dict(nt.record(), max_rel_diff_vs_ours=case.pop("nt_check"),
-                                           roofline_fraction=case["roofline_seconds"] / seconds,
-                                           own_roofline_fraction=case["flops"] / nt_rate / seconds if nt_rate else None)
+            record = nt.record()
+            case["neural_tangents"] = dict(
+                record, max_rel_diff_vs_ours=case.pop("nt_check"),
+                roofline_fraction=case["roofline_seconds"] / record["seconds"],
+                own_roofline_fraction=case["flops"] / nt_rate / record["seconds"] if nt_rate else None)
         case["rows"] = []
         for row, timing in case.pop("measured"):
             row.update(timing.record())

@@ -10,8 +10,8 @@ from sklearn.base import clone
 from sklearn.linear_model import LogisticRegression
 
 from sklearn_ntkal import linearized as kr
-from sklearn_ntkal.jax_compat import enable_x64
 from sklearn_ntkal.estimators.linearized import LinearizedClassifier, network_outputs
+from sklearn_ntkal.jax_compat import enable_x64
 from sklearn_ntkal.ntk import empirical_ntk
 
 KERNELS = ("pntk", "full", "trace")
