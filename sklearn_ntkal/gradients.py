@@ -173,7 +173,7 @@ def _layer_factors(layer, layer_params, a, delta):
     has_bias = len(layer_params) > 1
     if isinstance(layer, Dense) and a.ndim == 2:
         return (jnp.concatenate([a, jnp.ones_like(a[:, :1])], axis=1) if has_bias else a, delta)
-    grads = weight_gradients(layer, a, delta)
+    grads = weight_gradients(layer, a, delta[:, None])[:, 0]
     if has_bias:
         grads = jnp.concatenate([grads, delta.reshape(delta.shape[0], -1, delta.shape[-1]).sum(axis=1)], axis=1)
     return (grads,)

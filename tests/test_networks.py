@@ -1,10 +1,12 @@
 """Layers of the built-in networks against plain JAX formulations."""
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from sklearn_ntkal.networks.layers import AvgPool
+from sklearn_ntkal.networks.derivatives import input_patches
+from sklearn_ntkal.networks.layers import AvgPool, Conv
 
 
 @pytest.mark.parametrize("shape, window", [((2, 8, 6, 3), (2, 2)), ((2, 7, 9, 1), (2, 3))])
@@ -16,3 +18,16 @@ def test_avg_pool_is_valid_reduce_window(shape, window):
     out = layer.apply((), x)
     assert out.shape == layer.init(None, shape)[0] == expected.shape
     np.testing.assert_allclose(out, expected, rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("kernel_size, strides, padding", [
+    ((3, 3), (1, 1), "SAME"), ((2, 3), (2, 1), "SAME"), ((3, 3), (2, 2), "VALID"), ((3, 2), (1, 2), ((2, 0), (1, 3))),
+])
+def test_conv_patches_times_kernel_is_the_convolution(kernel_size, strides, padding):
+    x = np.random.default_rng(1).normal(size=(2, 7, 6, 3)).astype(np.float32)
+    layer = Conv(4, kernel_size, strides, padding)
+    _, (w, _) = layer.init(jax.random.PRNGKey(0), x.shape)
+    expected = layer.convolve(w, x)
+    patches = input_patches(layer, x)
+    out = jnp.matmul(patches, w.reshape(-1, 4), precision=jax.lax.Precision.HIGHEST)
+    np.testing.assert_allclose(out.reshape(expected.shape), expected, rtol=1e-5, atol=1e-5)

@@ -155,7 +155,7 @@ def test_features_in_sub_batches_equal_one_batch():
         return structured.features(net, rules, p, z, "full", 3)
 
     whole = jax.tree_util.tree_leaves(feats(params, x))
-    parts = jax.tree_util.tree_leaves(jax.jit(_in_sub_batches(feats, 3))(params, x))
+    parts = jax.tree_util.tree_leaves(_in_sub_batches(jax.jit(feats), 3)(params, x))
     assert [a.shape for a in parts] == [a.shape for a in whole]
     for a, b in zip(whole, parts):
         np.testing.assert_allclose(b, a, rtol=1e-5, atol=1e-6 * np.abs(a).max())

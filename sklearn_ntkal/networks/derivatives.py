@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import jax
 import jax.numpy as jnp
 from jax import lax
@@ -38,20 +40,43 @@ def linear_pullback(network, params, x):
 
 
 def input_patches(layer, inputs):
-    """Per-sample, per-position inputs of a linear layer, shape (n, S, P): conv patches or dense rows."""
+    """Per-sample, per-position inputs of a linear layer, shape (n, S, P): conv patches or dense rows.
+
+    Convolution patches are strided slices of the padded input, one per
+    kernel offset, joined along channels: entries ordered (kernel row,
+    kernel column, input channel) like the rows of the HWIO kernel. Slices
+    are memory moves, where a patch-extracting convolution would spend
+    ``P`` multiply-adds per patch entry.
+    """
     if isinstance(layer, Conv):
-        inputs = lax.conv_general_dilated_patches(
-            inputs, layer.kernel_size, layer.strides, layer.padding, dimension_numbers=("NHWC", "OIHW", "NHWC"))
+        inputs = _conv_patches(layer, inputs)
     return inputs.reshape(inputs.shape[0], -1, inputs.shape[-1])
 
 
-def weight_gradients(layer, inputs, deltas):
-    """Per-sample weight gradients ``sum_s patch_s^T delta_s``, flattened to (n, P * O).
+def _conv_patches(layer, x):
+    spatial = x.shape[1:-1]
+    pads = layer.padding
+    if isinstance(pads, str):
+        pads = lax.padtype_to_pads(spatial, layer.kernel_size, layer.strides, pads)
+    x = lax.pad(x, jnp.zeros((), x.dtype), [(0, 0, 0), *((lo, hi, 0) for lo, hi in pads), (0, 0, 0)])
+    out = [(size - k) // s + 1 for size, k, s in zip(x.shape[1:-1], layer.kernel_size, layer.strides)]
+    slices = [
+        lax.slice(x, (0, *offset, 0), (x.shape[0], *(o + (m - 1) * s + 1 for o, m, s in zip(offset, out, layer.strides)),
+                                        x.shape[-1]), (1, *layer.strides, 1))
+        for offset in itertools.product(*map(range, layer.kernel_size))
+    ]
+    return jnp.concatenate(slices, axis=-1)
 
-    One batched GEMM over output positions ``s``. The order of the flattened
-    entries differs from the weights' layout, which inner products and norms
-    of gradients do not see.
+
+def weight_gradients(layer, inputs, deltas):
+    """Per-sample weight gradients ``sum_s patch_s^T delta_s`` for K output directions, shape (n, K, O * P).
+
+    ``deltas`` are the layer's output cotangents with a direction axis
+    second, (n, K, ..., O). One batched GEMM per sample over output
+    positions ``s``, the K directions side by side. The flattened entries
+    are ordered (output channel, patch entry), not as the weights are laid
+    out, which inner products and norms of gradients do not see.
     """
     patches = input_patches(layer, inputs)
-    d = deltas.reshape(deltas.shape[0], patches.shape[1], -1)
-    return jnp.einsum("nsp,nso->npo", patches, d, precision=_HIGHEST).reshape(deltas.shape[0], -1)
+    d = deltas.reshape(deltas.shape[:2] + (patches.shape[1], -1))
+    return jnp.einsum("nkso,nsp->nkop", d, patches, precision=_HIGHEST).reshape(deltas.shape[:2] + (-1,))

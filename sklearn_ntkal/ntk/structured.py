@@ -6,7 +6,8 @@ For a dense layer ``z = a W + b`` the share of that layer in
 Schoenholz, "Fast Finite Width Neural Tangent Kernel", ICML 2022), so no
 parameter-sized Jacobian is formed for dense layers. Convolutions (and dense
 layers applied to non-flat inputs) use per-sample weight gradients, one
-batched GEMM of input patches and cotangents, then a Gram.
+batched GEMM of input patches and cotangents each, joined so that one Gram
+covers all of them.
 """
 
 from __future__ import annotations
@@ -47,25 +48,29 @@ def plan(network, params, sample_shape, dtype):
 
 
 def features(network, rules, params, x, kind, n_outputs):
-    """Per-layer array features of ``x``, sample axis first: ``(inputs, deltas)`` or ``(weight_grads, bias_grads)``.
+    """Array features of ``x``, sample axis first: ``(dense, grads)``.
 
-    Deltas and gradients carry a second axis over the K output directions of
-    ``kind``; bias gradients are ``None`` for layers without a bias.
+    ``dense`` holds ``(inputs, deltas)`` per dense layer in the order of
+    ``rules`` (deltas ``None`` for the output layer); ``grads`` joins the
+    weight (and bias) gradients of every other layer into one (n, K, P)
+    array, so that their Grams are one GEMM, or is ``None`` if there are
+    none. Deltas and gradients carry a second axis over the K output
+    directions of ``kind``.
     """
     _, _, taps, pullback = linear_pullback(network, params, x)
     m = directions(kind, n_outputs, x.dtype)
     deltas = jax.vmap(pullback, out_axes=1)(jnp.broadcast_to(m[:, None, :], (m.shape[0], x.shape[0], n_outputs)))
-    feats = []
+    dense, grads = [], []
     for (layer, rule), a, d in zip(rules, taps, deltas):
         if rule == "output":
-            feats.append((a, None))
+            dense.append((a, None))
         elif rule == "dense":
-            feats.append((a, d))
+            dense.append((a, d))
         else:
-            bias = d.sum(axis=tuple(range(2, d.ndim - 1))) if layer.use_bias else None
-            grads = jax.vmap(lambda di, a=a, layer=layer: weight_gradients(layer, a, di), in_axes=1, out_axes=1)(d)
-            feats.append((grads, bias))
-    return feats
+            grads.append(weight_gradients(layer, a, d))
+            if layer.use_bias:
+                grads.append(d.sum(axis=tuple(range(2, d.ndim - 1))))
+    return dense, (jnp.concatenate(grads, axis=-1) if grads else None)
 
 
 def gram(rules, f1, f2, kind):
@@ -75,21 +80,18 @@ def gram(rules, f1, f2, kind):
     the identity for ``"full"`` and 1 after averaging (``"trace"``) or for
     the single ``"pntk"`` direction.
     """
-    total = 0.0
-    for (layer, rule), (u1, v1), (u2, v2) in zip(rules, f1, f2):
-        if rule in ("dense", "output"):
-            inputs = jnp.matmul(u1, u2.T, precision=_HIGHEST) + (1.0 if layer.use_bias else 0.0)
-            if rule == "dense":
-                total = total + scale_block(inputs, pair(v1, v2, kind))
-            elif kind == "full":
-                eye = jnp.eye(layer.out_dim, dtype=inputs.dtype)
-                total = total + inputs[:, None, :, None] * eye[None, :, None, :]
-            else:
-                total = total + inputs
+    (dense1, grads1), (dense2, grads2) = f1, f2
+    total = 0.0 if grads1 is None else pair(grads1, grads2, kind)
+    dense_layers = [(layer, rule) for layer, rule in rules if rule != "grad"]
+    for (layer, rule), (a1, d1), (a2, d2) in zip(dense_layers, dense1, dense2):
+        inputs = jnp.matmul(a1, a2.T, precision=_HIGHEST) + (1.0 if layer.use_bias else 0.0)
+        if rule == "dense":
+            total = total + scale_block(inputs, pair(d1, d2, kind))
+        elif kind == "full":
+            eye = jnp.eye(layer.out_dim, dtype=inputs.dtype)
+            total = total + inputs[:, None, :, None] * eye[None, :, None, :]
         else:
-            total = total + pair(u1, u2, kind)
-            if v1 is not None:
-                total = total + pair(v1, v2, kind)
+            total = total + inputs
     return finish(total)
 
 
@@ -99,8 +101,9 @@ def sample_elements(sizes, n_directions, rules):
     Returns ``(kept, transient)``: a dense layer keeps its input and K
     cotangents, a gradient layer K weight (and bias) gradients; building them
     takes every layer's input, output and K cotangents, and a gradient
-    layer's input patches and gradients (bias gradients, K per output
-    channel, are left out as negligible).
+    layer's input patches and gradients, twice (before and after they are
+    joined; bias gradients, K per output channel, are left out as
+    negligible).
     """
     kept = transient = 0
     for (a, out, w), (layer, rule) in zip(sizes, rules):
@@ -111,5 +114,5 @@ def sample_elements(sizes, n_directions, rules):
             kept += a + n_directions * out
         else:
             kept += n_directions * w
-            transient += a * math.prod(getattr(layer, "kernel_size", (1,))) + n_directions * w
+            transient += a * math.prod(getattr(layer, "kernel_size", (1,))) + 2 * n_directions * w
     return kept, transient
