@@ -38,7 +38,7 @@ from jax import lax
 from jax.flatten_util import ravel_pytree
 
 from .estimators.training import output_gradient, per_sample_loss
-from .networks.derivatives import linear_pullback, weight_gradients
+from .networks.derivatives import linear_pullback, parameter_gradients
 from .networks.layers import Conv, Dense
 from .ntk.engine import padded_chunks
 
@@ -173,10 +173,7 @@ def _layer_factors(layer, layer_params, a, delta):
     has_bias = len(layer_params) > 1
     if isinstance(layer, Dense) and a.ndim == 2:
         return (jnp.concatenate([a, jnp.ones_like(a[:, :1])], axis=1) if has_bias else a, delta)
-    grads = weight_gradients(layer, a, delta[:, None])[:, 0]
-    if has_bias:
-        grads = jnp.concatenate([grads, delta.reshape(delta.shape[0], -1, delta.shape[-1]).sum(axis=1)], axis=1)
-    return (grads,)
+    return (parameter_gradients(layer, a, delta[:, None])[:, 0],)
 
 
 def tape_covers_parameters(network, params, sample_shape, dtype):

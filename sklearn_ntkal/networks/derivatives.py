@@ -60,11 +60,10 @@ def _conv_patches(layer, x):
         pads = lax.padtype_to_pads(spatial, layer.kernel_size, layer.strides, pads)
     x = lax.pad(x, jnp.zeros((), x.dtype), [(0, 0, 0), *((lo, hi, 0) for lo, hi in pads), (0, 0, 0)])
     out = [(size - k) // s + 1 for size, k, s in zip(x.shape[1:-1], layer.kernel_size, layer.strides)]
-    slices = [
-        lax.slice(x, (0, *offset, 0), (x.shape[0], *(o + (m - 1) * s + 1 for o, m, s in zip(offset, out, layer.strides)),
-                                        x.shape[-1]), (1, *layer.strides, 1))
-        for offset in itertools.product(*map(range, layer.kernel_size))
-    ]
+    span = [(m - 1) * s + 1 for m, s in zip(out, layer.strides)]
+    strides = (1, *layer.strides, 1)
+    slices = [lax.slice(x, (0, *offset, 0), (x.shape[0], *map(sum, zip(offset, span)), x.shape[-1]), strides)
+              for offset in itertools.product(*map(range, layer.kernel_size))]
     return jnp.concatenate(slices, axis=-1)
 
 
@@ -80,3 +79,15 @@ def weight_gradients(layer, inputs, deltas):
     patches = input_patches(layer, inputs)
     d = deltas.reshape(deltas.shape[:2] + (patches.shape[1], -1))
     return jnp.einsum("nkso,nsp->nkop", d, patches, precision=_HIGHEST).reshape(deltas.shape[:2] + (-1,))
+
+
+def parameter_gradients(layer, inputs, deltas):
+    """Per-sample gradients of a linear layer's weights, and bias if it has one, joined: (n, K, O * P [+ O]).
+
+    ``deltas`` as for :func:`weight_gradients`; the bias gradient is the sum
+    of the cotangents over output positions.
+    """
+    grads = weight_gradients(layer, inputs, deltas)
+    if not layer.use_bias:
+        return grads
+    return jnp.concatenate([grads, deltas.sum(axis=tuple(range(2, deltas.ndim - 1)))], axis=-1)

@@ -17,7 +17,7 @@ import math
 import jax
 import jax.numpy as jnp
 
-from ..networks.derivatives import linear_pullback, weight_gradients
+from ..networks.derivatives import linear_pullback, parameter_gradients
 from ..networks.layers import Dense
 from .pairing import _HIGHEST, directions, finish, pair, scale_block
 
@@ -67,9 +67,7 @@ def features(network, rules, params, x, kind, n_outputs):
         elif rule == "dense":
             dense.append((a, d))
         else:
-            grads.append(weight_gradients(layer, a, d))
-            if layer.use_bias:
-                grads.append(d.sum(axis=tuple(range(2, d.ndim - 1))))
+            grads.append(parameter_gradients(layer, a, d))
     return dense, (jnp.concatenate(grads, axis=-1) if grads else None)
 
 
