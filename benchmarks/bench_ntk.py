@@ -1,6 +1,6 @@
 """Speed of the empirical-NTK implementations against neural-tangents and the GEMM roofline.
 
-Times ``sklearn_ntkal.ntk.empirical_ntk`` with ``implementation="structured"``,
+Times ``sklearn_ntkal.engine.empirical_ntk`` with ``implementation="structured"``,
 ``"jacobian"`` and ``"ntvp"`` on an MLP 784-512-512-10 and the ``cnn`` preset
 (28x28x1 inputs) for ``kind="full"`` and ``kind="pntk"`` at n x n inputs
 (two disjoint sets of MNIST-5k images, or one with ``--symmetric``), and
@@ -68,8 +68,8 @@ import numpy as np
 from sklearn_ntkal.datasets import load_dataset
 from sklearn_ntkal.networks import Network
 from sklearn_ntkal.networks.layers import AvgPool, Conv, Dense, Flatten, Gelu, Relu, Tanh
-from sklearn_ntkal.networks.presets import cnn, mlp
-from sklearn_ntkal.ntk import empirical_ntk
+from sklearn_ntkal.engine import empirical_ntk
+from sklearn_ntkal.networks.architectures import cnn, mlp
 from timing import matmul_rate, seconds
 
 HERE = Path(__file__).resolve().parent

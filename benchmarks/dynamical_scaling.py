@@ -114,7 +114,7 @@ def naive_seconds_per_sample(clf, X_S, y_S, pool, n):
     import jax.numpy as jnp
     from jax.flatten_util import ravel_pytree
 
-    from sklearn_ntkal.estimators.training import per_sample_loss
+    from sklearn_ntkal.engine.losses import per_sample_loss
 
     net, params, loss, n_classes = clf.network_, clf.params_, clf.loss, len(clf.classes_)
 
@@ -146,7 +146,7 @@ def worker(args):
     """One (network, pool size) measurement in this process; prints a JSON line."""
     import jax
 
-    from sklearn_ntkal.gradients import LayerGradients, chunk_length
+    from sklearn_ntkal.engine.gradients import LayerGradients, chunk_rows
     from sklearn_ntkal.strategies.dynamical import DynamicALQuery
 
     model_path, size = args.worker[0], int(args.worker[1])
@@ -158,7 +158,7 @@ def worker(args):
     strategy = DynamicALQuery(selection=args.selection, parameters=args.parameters,
                               memory_budget=args.memory_budget, random_state=args.seed)
     gmap = LayerGradients(clf.network_, clf.loss, last_only=args.parameters == "last_layer")
-    chunk = chunk_length(gmap, clf.params_, pool.shape[1:], np.float32, args.memory_budget // 2)
+    chunk = chunk_rows(gmap, clf.params_, pool.shape[1:], np.float32, args.memory_budget // 2)
     rss_before, reset = start_peak_rss()
     strategy(learner, pool[: min(size, chunk)], n_instances=min(args.k, size, chunk))
     start = time.perf_counter()

@@ -1,9 +1,9 @@
 """Neural-tangent-kernel active learning for scikit-learn and modAL, on JAX."""
 
-from .compat import patch_modal
 from .estimators import JaxNetClassifier, LinearizedClassifier
+from .engine import KernelSpec, empirical_ntk
 from .loop import ActiveLearningClassifier, area_under_budget_curve, aubc_scorer, run_active_learning
-from .ntk import KernelSpec, empirical_ntk
+from .modal_compat import patch_modal
 from .strategies import (
     BADGEQuery,
     CoresetQuery,

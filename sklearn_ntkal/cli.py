@@ -12,7 +12,7 @@ from .bench.registry import NETWORKS, STRATEGIES, ConfigError
 from .bench.report import write_report
 from .bench.runner import BenchmarkConfig, run_benchmark
 from .datasets import OFFLINE_DATASETS, ONLINE_DATASETS, DatasetUnavailableError
-from .estimators.training import LOSSES
+from .engine import LOSSES
 
 _DEFAULTS = BenchmarkConfig()
 

@@ -11,7 +11,7 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 
 from sklearn_ntkal import JaxNetClassifier
-from sklearn_ntkal.estimators.training import per_sample_loss
+from sklearn_ntkal.engine.losses import per_sample_loss
 from sklearn_ntkal.networks import Dense
 from sklearn_ntkal.strategies.baselines import RandomQuery, UncertaintyQuery
 from sklearn_ntkal.strategies.diversity import BADGEQuery, CoresetQuery

@@ -1,4 +1,4 @@
-"""Tests for sklearn_ntkal.compat: the modAL <-> scikit-learn >= 1.8 shim."""
+"""Tests for sklearn_ntkal.modal_compat: the modAL <-> scikit-learn >= 1.8 shim."""
 
 import subprocess
 import sys
@@ -11,13 +11,13 @@ import pytest
 pytest.importorskip("modAL")
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-COMPAT_FILE = REPO_ROOT / "sklearn_ntkal" / "compat.py"
+COMPAT_FILE = REPO_ROOT / "sklearn_ntkal" / "modal_compat.py"
 
 try:  # the package may not be installed in the test environment
-    from sklearn_ntkal import compat
+    from sklearn_ntkal import modal_compat as compat
 except ImportError:  # pragma: no cover - depends on how tests are launched
     sys.path.insert(0, str(REPO_ROOT))
-    from sklearn_ntkal import compat
+    from sklearn_ntkal import modal_compat as compat
 
 import modAL.models.learners as modal_learners
 from modAL.disagreement import vote_entropy_sampling

@@ -1,4 +1,4 @@
-"""Tests for DynamicALQuery and sklearn_ntkal.gradients against brute-force gradients of the summed loss."""
+"""Tests for DynamicALQuery and sklearn_ntkal.engine.gradients against brute-force gradients of the summed loss."""
 
 import copy
 import functools
@@ -14,11 +14,11 @@ from sklearn.exceptions import NotFittedError
 from sklearn.linear_model import LogisticRegression
 
 from sklearn_ntkal import JaxNetClassifier
-from sklearn_ntkal.gradients import (
+from sklearn_ntkal.engine.gradients import (
     FlatGradients,
     LayerGradients,
     activation_elements,
-    chunk_length,
+    chunk_rows,
     gradient_statistics,
     stored_elements,
     summed_gradient,
@@ -276,7 +276,7 @@ def test_chunked_equals_unchunked(fitted, data, net, parameters, selection):
         per_sample = 8 * (2 * activation_elements(clf.network_, params, shape, f64)
                           + 3 * stored_elements(gmap, params, shape, f64))
         seven = 2 * 7 * per_sample  # the strategy gives a chunk half the budget
-        assert chunk_length(gmap, params, shape, f64, seven // 2) == 7  # 30 = 4 x 7 + 2 (padded)
+        assert chunk_rows(gmap, params, shape, f64, seven // 2) == 7  # 30 = 4 x 7 + 2 (padded)
     results = [DynamicALQuery(parameters=parameters, selection=selection, memory_budget=budget, float64=True)(
         learner_of(clf, X_S, y_S), X_U, n_instances=6) for budget in (1, seven, 2**30)]
     for positions, scores in results[1:]:

@@ -9,10 +9,10 @@ import pytest
 from sklearn.base import clone
 from sklearn.linear_model import LogisticRegression
 
-from sklearn_ntkal import linearized as kr
+from sklearn_ntkal import kernel_regression as kr
 from sklearn_ntkal.estimators.linearized import LinearizedClassifier, network_outputs
 from sklearn_ntkal.jax_compat import enable_x64
-from sklearn_ntkal.ntk import empirical_ntk
+from sklearn_ntkal.engine import empirical_ntk
 
 KERNELS = ("pntk", "full", "trace")
 SPACES = ("logits", "probabilities")

@@ -5,7 +5,6 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from sklearn_ntkal.networks.derivatives import input_patches
 from sklearn_ntkal.networks.layers import AvgPool, Conv
 
 
@@ -28,6 +27,6 @@ def test_conv_patches_times_kernel_is_the_convolution(kernel_size, strides, padd
     layer = Conv(4, kernel_size, strides, padding)
     _, (w, _) = layer.init(jax.random.PRNGKey(0), x.shape)
     expected = layer.convolve(w, x)
-    patches = input_patches(layer, x)
+    patches = layer.patches(x)
     out = jnp.matmul(patches, w.reshape(-1, 4), precision=jax.lax.Precision.HIGHEST)
     np.testing.assert_allclose(out.reshape(expected.shape), expected, rtol=1e-5, atol=1e-5)

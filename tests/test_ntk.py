@@ -12,9 +12,9 @@ import pytest
 
 from sklearn_ntkal.jax_compat import enable_x64
 from sklearn_ntkal.networks import Network, Reshape, Serial, cnn, mlp, wide_resnet
-from sklearn_ntkal.ntk import KINDS, KernelSpec, chunk_size, empirical_ntk
-from sklearn_ntkal.ntk import structured
-from sklearn_ntkal.ntk.engine import _in_sub_batches, bucket
+from sklearn_ntkal.engine import KINDS, KernelSpec, chunk_size, empirical_ntk, structured
+from sklearn_ntkal.engine.budget import bucket, chunk_length
+from sklearn_ntkal.engine.kernels import _in_sub_batches
 
 IMPLEMENTATIONS = ("structured", "jacobian", "ntvp")
 NETWORKS = {
@@ -135,15 +135,23 @@ def test_tiny_budget_really_chunks():
     assert chunk_size(1000, sample_bytes=10, pair_bytes=4, budget=2**30) == 1000
 
 
-def test_chunk_lengths_are_balanced_and_bucketed():
-    for n in range(1, 1100):
-        length = bucket(n, 256)
-        chunks = -(-n // length)
-        assert length <= 256 and chunks == -(-n // 256)
-        assert chunks * length <= n * 33 / 32 + chunks
-    assert len({bucket(n, 1024) for n in range(513, 1025)}) <= 32
-    assert [bucket(n, 256) for n in (1, 9, 100, 1000)] == [1, 9, 100, 252]
-    assert bucket(1000, 565) == 504 and bucket(50, 20) == 17
+def test_buckets_are_few_per_octave_and_pad_little():
+    sizes = [bucket(n) for n in range(1, 20_000)]
+    assert all(size >= n for n, size in zip(range(1, 20_000), sizes))
+    assert all(size <= 1.25 * n for n, size in zip(range(257, 20_000), sizes[256:]))
+    assert set(sizes[:256]) == {256}
+    assert len({bucket(n) for n in range(1025, 2049)}) == 4
+    assert [bucket(n) for n in (1, 257, 320, 321, 513, 1000, 1025)] == [256, 320, 320, 384, 640, 1024, 1280]
+
+
+def test_chunk_lengths_are_buckets_within_the_limit():
+    assert chunk_length(50, 4096) == 256 and chunk_length(3000, 4096) == 3072
+    assert chunk_length(10_000, 4096) == 4096 and chunk_length(10_000, 565) == 512
+    assert chunk_length(1000, 20) == 20 and chunk_length(5, 3) == 3
+    for n in range(1, 3000, 7):
+        for limit in (1, 9, 300, 1000, 5000):
+            length = chunk_length(n, limit)
+            assert 1 <= length <= max(limit, 1) and (length == bucket(n) or length >= min(limit, 256) * 0.8)
 
 
 def test_features_in_sub_batches_equal_one_batch():
@@ -235,7 +243,7 @@ def test_blocks_spread_over_several_devices():
         """
         import jax, numpy as np
         from sklearn_ntkal.networks import Network, mlp
-        from sklearn_ntkal.ntk import empirical_ntk
+        from sklearn_ntkal.engine import empirical_ntk
         assert len(jax.local_devices()) == 2
         net = Network(mlp(3, (16,)))
         _, params = net.init_fn(jax.random.PRNGKey(0), (1, 5))

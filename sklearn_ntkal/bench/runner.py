@@ -12,7 +12,7 @@ from sklearn.utils import check_random_state
 from tqdm.auto import tqdm
 
 from ..datasets import OFFLINE_DATASETS, ONLINE_DATASETS, load_dataset
-from ..estimators.training import LOSSES
+from ..engine import LOSSES
 from ..loop import area_under_budget_curve, initial_positions, run_active_learning
 from .registry import (DEFAULT_STRATEGIES, NETWORKS, STRATEGIES, ConfigError, check_name, make_network,
                        make_strategy)

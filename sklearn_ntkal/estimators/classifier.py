@@ -14,12 +14,12 @@ from sklearn.utils import check_random_state
 from sklearn.utils.multiclass import check_classification_targets, unique_labels
 from sklearn.utils.validation import check_is_fitted, validate_data
 
+from ..engine import LOSSES, KernelSpec
+from ..engine.forward import outputs
 from ..networks import Network, Reshape, Serial, Standardize, resolve_layer
-from ..ntk import KernelSpec
-from .training import LOSSES, jitted_apply, make_optimizer, run_epoch, train_step
+from .training import make_optimizer, run_epoch, train_step
 
 _IMAGE_PRESETS = ("cnn", "wide_resnet")
-_PREDICT_CHUNK = 4096
 
 
 class JaxNetClassifier(ClassifierMixin, BaseEstimator):
@@ -183,7 +183,7 @@ class JaxNetClassifier(ClassifierMixin, BaseEstimator):
         return self.classes_[np.argmax(outputs, axis=1)]
 
     def ntk(self, X1, X2=None, kind="full", **kernel_kwargs):
-        """Empirical NTK of the fitted network; see :func:`sklearn_ntkal.ntk.empirical_ntk`.
+        """Empirical NTK of the fitted network; see :func:`sklearn_ntkal.engine.empirical_ntk`.
 
         Parameters
         ----------
@@ -320,9 +320,7 @@ class JaxNetClassifier(ClassifierMixin, BaseEstimator):
         self.params_, self._opt_state = params, opt_state
 
     def _forward(self, params, X):
-        forward = jitted_apply(self.network_)
-        return np.concatenate([np.asarray(forward(params, X[i:i + _PREDICT_CHUNK]))
-                               for i in range(0, X.shape[0], _PREDICT_CHUNK)])
+        return outputs(self.network_, params, X)
 
     def _outputs(self, X):
         check_is_fitted(self, "params_")

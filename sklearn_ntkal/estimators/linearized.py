@@ -12,14 +12,13 @@ from scipy.special import softmax
 from sklearn.base import BaseEstimator, ClassifierMixin, clone
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from .. import linearized as kr
+from .. import kernel_regression as kr
+from ..engine import DEFAULT_MEMORY_BUDGET, KINDS, KernelSpec
+from ..engine.forward import outputs
 from ..jax_compat import enable_x64
-from ..ntk import DEFAULT_MEMORY_BUDGET, KINDS, KernelSpec
 from .classifier import JaxNetClassifier
-from .training import jitted_apply
 
 OUTPUT_SPACES = ("auto", "logits", "probabilities")
-_OUTPUT_CHUNK = 4096
 
 
 @dataclass(frozen=True)
@@ -57,14 +56,11 @@ def network_outputs(clf, X, params=None, float64=False):
     depend on which batch a sample was evaluated in (float32 matrix products
     do, at the 1e-7 level).
     """
-    apply = jitted_apply(clf.network_)
     params = clf.params_ if params is None else params
     with enable_x64(bool(float64)):
         dtype = jnp.float64 if float64 else jnp.float32
         params = jax.tree_util.tree_map(lambda a: jnp.asarray(a, dtype), params)
-        X = np.asarray(X, dtype=dtype)
-        return np.concatenate([np.asarray(apply(params, X[i:i + _OUTPUT_CHUNK]), dtype=np.float64)
-                               for i in range(0, X.shape[0], _OUTPUT_CHUNK)])
+        return outputs(clf.network_, params, np.asarray(X, dtype=dtype)).astype(np.float64)
 
 
 def _physical_memory():
@@ -139,7 +135,7 @@ class LinearizedClassifier(ClassifierMixin, BaseEstimator):
     float64 : bool, default=True
         Kernels, network outputs and the regression algebra in float64.
     memory_budget : int or None
-        Bytes per kernel block (see :class:`~sklearn_ntkal.ntk.KernelSpec`);
+        Bytes per kernel block (see :class:`~sklearn_ntkal.engine.KernelSpec`);
         ``None`` for the engine's default.
 
     Attributes
@@ -149,7 +145,7 @@ class LinearizedClassifier(ClassifierMixin, BaseEstimator):
     output_space_ : {"logits", "probabilities"}
     X_fit_ : ndarray
         Labelled inputs the regression holds.
-    regression_ : sklearn_ntkal.linearized.Regression
+    regression_ : sklearn_ntkal.kernel_regression.Regression
         Cholesky factor, residuals and their solve (numpy arrays).
     ridge_ : float
         The absolute ridge used.

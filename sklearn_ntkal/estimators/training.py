@@ -1,4 +1,4 @@
-"""Losses, optimisers and the jitted minibatch step that trains a network with optax."""
+"""Optimisers and the jitted minibatch step that trains a network with optax."""
 
 from __future__ import annotations
 
@@ -9,30 +9,9 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-LOSSES = ("cross_entropy", "mse")
+from ..engine.losses import per_sample_loss
+
 _OPTIMIZERS = {"adam": optax.adam, "adamw": optax.adamw, "sgd": optax.sgd, "rmsprop": optax.rmsprop}
-
-
-def per_sample_loss(loss, outputs, targets):
-    """Per-sample loss of ``outputs`` (n, C) against one-hot ``targets`` (n, C).
-
-    ``"cross_entropy"``: ``-sum_c y_c log softmax(f)_c``;
-    ``"mse"``: ``0.5 * sum_c (f_c - y_c)^2`` (the look-ahead paper's choice).
-    """
-    if loss == "cross_entropy":
-        return optax.softmax_cross_entropy(outputs, targets)
-    if loss == "mse":
-        return 0.5 * jnp.sum((outputs - targets) ** 2, axis=-1)
-    raise ValueError(f"loss must be one of {LOSSES}, got {loss!r}")
-
-
-def output_gradient(loss, outputs, targets):
-    """``r = d l / d f`` per sample: ``softmax(f) - y`` for cross-entropy, ``f - y`` for MSE."""
-    if loss == "cross_entropy":
-        return jax.nn.softmax(outputs, axis=-1) - targets
-    if loss == "mse":
-        return outputs - targets
-    raise ValueError(f"loss must be one of {LOSSES}, got {loss!r}")
 
 
 @functools.lru_cache(maxsize=32)

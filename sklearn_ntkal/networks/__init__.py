@@ -1,4 +1,4 @@
-"""JAX networks for the strategies: stax-style layers, presets, adapters and the `Network` wrapper."""
+"""JAX networks for the strategies: stax-style layers, built-in architectures, adapters and the `Network` wrapper."""
 
 from .adapters import resolve_layer
 from .layers import (
@@ -18,7 +18,7 @@ from .layers import (
     Tanh,
 )
 from .network import Network
-from .presets import PRESETS, cnn, mlp, wide_resnet
+from .architectures import PRESETS, cnn, mlp, wide_resnet
 
 __all__ = [
     "AvgPool", "Conv", "Dense", "External", "Flatten", "Gelu", "GlobalAvgPool", "Layer", "Network",

@@ -6,7 +6,7 @@ import jax
 import jax.numpy as jnp
 
 from .layers import External, Layer
-from .presets import PRESETS
+from .architectures import PRESETS
 
 
 class _FlaxModule(External):

@@ -4,18 +4,20 @@ Every layer is a small picklable object with ``init(key, input_shape) ->
 (output_shape, params)`` and ``apply(params, x, tape=None)``, the convention of
 ``jax.example_libraries.stax``. Dense and convolution layers pass their input
 and output through ``tape.linear`` when a tape is given; that is all the
-structured kernel engine (``sklearn_ntkal.ntk``) needs to build each layer's
+structured kernel engine (``sklearn_ntkal.engine``) needs to build each layer's
 share of the empirical NTK from an input Gram and an output-cotangent Gram
 (Novak et al., "Fast Finite Width Neural Tangent Kernel", ICML 2022).
 """
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax import lax
 
 _CONV_DIMS = ("NHWC", "HWIO", "NHWC")
 
@@ -79,6 +81,10 @@ class Dense(Layer):
             y = y + params[1]
         return y if tape is None else tape.linear(self, params, x, y)
 
+    def patches(self, x):
+        """Per-sample, per-position inputs (n, S, in_dim): every leading position of ``x`` sees the same weights."""
+        return x.reshape(x.shape[0], -1, x.shape[-1])
+
 
 class Conv(Layer):
     """2-D convolution over NHWC inputs with HWIO kernels, He-normal initialised."""
@@ -108,6 +114,28 @@ class Conv(Layer):
         if self.use_bias:
             y = y + params[1]
         return y if tape is None else tape.linear(self, params, x, y)
+
+    def patches(self, x):
+        """Per-sample, per-position inputs (n, S, P): the input patch under the kernel at every output position.
+
+        Patches are strided slices of the padded input, one per kernel
+        offset, joined along channels: entries ordered (kernel row, kernel
+        column, input channel) like the rows of the HWIO kernel. Slices are
+        memory moves, where a patch-extracting convolution would spend ``P``
+        multiply-adds per patch entry.
+        """
+        spatial = x.shape[1:-1]
+        pads = self.padding
+        if isinstance(pads, str):
+            pads = lax.padtype_to_pads(spatial, self.kernel_size, self.strides, pads)
+        x = lax.pad(x, jnp.zeros((), x.dtype), [(0, 0, 0), *((lo, hi, 0) for lo, hi in pads), (0, 0, 0)])
+        out = [(size - k) // s + 1 for size, k, s in zip(x.shape[1:-1], self.kernel_size, self.strides)]
+        span = [(m - 1) * s + 1 for m, s in zip(out, self.strides)]
+        strides = (1, *self.strides, 1)
+        slices = [lax.slice(x, (0, *offset, 0), (x.shape[0], *map(sum, zip(offset, span)), x.shape[-1]), strides)
+                  for offset in itertools.product(*map(range, self.kernel_size))]
+        joined = jnp.concatenate(slices, axis=-1)
+        return joined.reshape(joined.shape[0], -1, joined.shape[-1])
 
 
 class Relu(Layer):

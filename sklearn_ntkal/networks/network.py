@@ -11,7 +11,7 @@ class Network:
     ``init_fn(key, input_shape) -> (output_shape, params)`` and
     ``apply_fn(params, x) -> outputs`` as in ``jax.example_libraries.stax`` and
     ``neural_tangents.stax``. An instance is itself an ``apply_fn``, so it can be
-    handed to :func:`sklearn_ntkal.ntk.empirical_ntk`, which then uses the
+    handed to :func:`sklearn_ntkal.engine.empirical_ntk`, which then uses the
     structured kernel rules when every parametrised layer has one.
 
     Parameters

@@ -8,17 +8,17 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ..estimators.training import output_gradient
+from ..engine.forward import map_rows
+from ..engine.losses import output_gradient
 from .base import QueryStrategy
 
-_CHUNK = 4096
 _BLOCK = 2**24  # entries of a distance block held at once
 
 
 @functools.partial(jax.jit, static_argnums=0)
 def _outputs_and_features(network, params, x):
-    """Network outputs ``f(x)``, and inputs ``h`` and parameters of its last linear layer (one traced pass)."""
-    return (network(params, x),) + tuple(network.last_linear(params, x))
+    """Network outputs ``f(x)`` and the inputs ``h`` of its last linear layer (one traced pass)."""
+    return network(params, x), network.last_linear(params, x)[0]
 
 
 def penultimate_features(clf, X):
@@ -28,15 +28,14 @@ def penultimate_features(clf, X):
     (:meth:`~sklearn_ntkal.networks.Network.last_linear`); the third value says
     whether that layer has a bias.
     """
-    parts = [_outputs_and_features(clf.network_, clf.params_, X[i:i + _CHUNK]) for i in range(0, X.shape[0], _CHUNK)]
-    outputs = np.concatenate([np.asarray(part[0]) for part in parts])
-    features = np.concatenate([np.asarray(part[1]) for part in parts])
+    outputs, features = map_rows(functools.partial(_outputs_and_features, clf.network_, clf.params_), [X])
     if features.ndim != 2:
         raise ValueError(
             f"the last linear layer of the network sees inputs of shape {features.shape[1:]}; "
             "feature-based strategies need a dense output layer on flat features"
         )
-    return outputs, features, len(parts[0][2]) == 2
+    layer_params = jax.eval_shape(clf.network_.last_linear, clf.params_, X[:1])[1]
+    return outputs, features, len(layer_params) == 2
 
 
 @jax.jit

@@ -9,11 +9,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ..estimators.training import LOSSES
-from ..gradients import (
+from ..engine import DEFAULT_MEMORY_BUDGET, LOSSES, KernelSpec
+from ..engine.gradients import (
     FlatGradients,
     LayerGradients,
-    chunk_length,
+    chunk_rows,
     gradient_statistics,
     inner_products,
     output_residuals,
@@ -22,7 +22,6 @@ from ..gradients import (
     tape_covers_parameters,
 )
 from ..jax_compat import enable_x64
-from ..ntk import DEFAULT_MEMORY_BUDGET, KernelSpec
 from .base import QueryStrategy
 
 _PARAMETERS = ("all", "last_layer")
@@ -75,7 +74,7 @@ class DynamicALQuery(QueryStrategy):
     form : {"gradient", "kernel"}, default="gradient"
         ``"gradient"``: per-sample gradients in chunks of the pool, never the
         ``|pool| x |S|`` kernel. ``"kernel"``: the kernel form above with the
-        full empirical NTK from :class:`~sklearn_ntkal.ntk.KernelSpec`, in
+        full empirical NTK from :class:`~sklearn_ntkal.engine.KernelSpec`, in
         chunks of the pool (``chunk x |S| x C x C`` blocks), for cross-checking
         and for networks whose kernel is cheaper to get than their gradients
         (its cost grows with ``|S|``). Only with ``parameters="all"``.
@@ -97,9 +96,9 @@ class DynamicALQuery(QueryStrategy):
     output cotangents ``delta``; a dense layer's per-sample gradient is
     ``[a, 1] delta^T``, so ``||g||^2 = (||a||^2 + 1) ||delta||^2`` and
     ``<V, g> = [a, 1]^T V delta``, and a convolution's is formed from its
-    patches (see :class:`~sklearn_ntkal.gradients.LayerGradients`). Other
+    patches (see :class:`~sklearn_ntkal.engine.gradients.LayerGradients`). Other
     networks use flat per-sample gradients, ``vmap`` of a vector-Jacobian
-    product (:class:`~sklearn_ntkal.gradients.FlatGradients`).
+    product (:class:`~sklearn_ntkal.engine.gradients.FlatGradients`).
 
     Cost with ``m`` candidates, ``n`` labelled points and ``k`` queries:
 
@@ -162,7 +161,7 @@ class DynamicALQuery(QueryStrategy):
             T_S = targets.astype(dtype)
             gmap = _gradient_map(apply_fn, loss, self.parameters, params, X_U.shape[1:], dtype)
             budget = int(self.memory_budget)
-            chunk = chunk_length(gmap, params, X_U.shape[1:], dtype, budget // 2)
+            chunk = chunk_rows(gmap, params, X_U.shape[1:], dtype, budget // 2)
             if self.form == "kernel":
                 spec = KernelSpec(kind="full", memory_budget=budget, float64=bool(self.float64))
                 base, cross = _kernel_scores(spec, apply_fn, loss, params, X_S, T_S, X_U, chunk)

@@ -10,10 +10,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .. import linearized as kr
+from .. import kernel_regression as kr
+from ..engine import DEFAULT_MEMORY_BUDGET, KINDS
 from ..estimators.linearized import OUTPUT_SPACES, LinearizedClassifier, to_probabilities
 from ..jax_compat import enable_x64
-from ..ntk import DEFAULT_MEMORY_BUDGET, KINDS
 from .base import QueryStrategy, _labeled_mask
 
 OBJECTIVES = ("mlmoc", "output_change", "emoc", "eer")

@@ -202,7 +202,7 @@ def patch_modal() -> Tuple[str, ...]:
 
     Examples
     --------
-    >>> from sklearn_ntkal.compat import patch_modal, patched_modules
+    >>> from sklearn_ntkal.modal_compat import patch_modal, patched_modules
     >>> _ = patch_modal()
     >>> patch_modal()  # second call does nothing
     ()

@@ -12,39 +12,38 @@ covers all of them.
 
 from __future__ import annotations
 
-import math
-
 import jax
 import jax.numpy as jnp
 
-from ..networks.derivatives import linear_pullback, parameter_gradients
-from ..networks.layers import Dense
+from .derivatives import linear_pullback, parameter_gradients
 from .pairing import _HIGHEST, directions, finish, pair, scale_block
 
 
 def plan(network, params, sample_shape, dtype):
     """Static description of the linear layers: ``(layer, rule)`` pairs, and per-sample sizes for chunking.
 
-    The rule is ``"output"`` for a dense layer whose output is the network's
-    output (its cotangents are the output directions themselves, the same
-    for every sample), ``"dense"`` for other dense layers on flat inputs and
-    ``"grad"`` for the rest. Sizes are ``(inputs, outputs, weights)`` in
-    elements per sample.
+    Rules are ``(layer, rule, out_dim)``. The rule is ``"output"`` for a
+    layer on flat inputs whose output is the network's output (its
+    cotangents are the output directions themselves, the same for every
+    sample), ``"dense"`` for other layers on flat inputs (one position per
+    sample: the gradient is an outer product) and ``"grad"`` for the rest.
+    Sizes are ``(inputs, outputs, weights, input patches)`` in elements per
+    sample.
     """
     captured = []
 
     def run(p, z):
         out, records = network.apply_tapped(p, z)
         captured[:] = [(r[0], r[3] is out) for r in records]
-        return [(r[2], r[3], r[1][0]) for r in records]
+        return [(r[2], r[3], r[1][0], r[0].patches(r[2])) for r in records]
 
     one = jax.ShapeDtypeStruct((1,) + tuple(sample_shape), dtype)
     shapes = jax.eval_shape(run, params, one)
     rules = []
-    for (layer, is_output), (a, _, _) in zip(captured, shapes):
-        dense = isinstance(layer, Dense) and a.ndim == 2
-        rules.append((layer, ("output" if is_output else "dense") if dense else "grad"))
-    return rules, [(a.size, out.size, w.size) for a, out, w in shapes]
+    for (layer, is_output), (a, out, _, _) in zip(captured, shapes):
+        rule = ("output" if is_output else "dense") if a.ndim == 2 else "grad"
+        rules.append((layer, rule, out.shape[-1]))
+    return rules, [(a.size, out.size, w.size, patches.size) for a, out, w, patches in shapes]
 
 
 def features(network, rules, params, x, kind, n_outputs):
@@ -61,7 +60,7 @@ def features(network, rules, params, x, kind, n_outputs):
     m = directions(kind, n_outputs, x.dtype)
     deltas = jax.vmap(pullback, out_axes=1)(jnp.broadcast_to(m[:, None, :], (m.shape[0], x.shape[0], n_outputs)))
     dense, grads = [], []
-    for (layer, rule), a, d in zip(rules, taps, deltas):
+    for (layer, rule, _), a, d in zip(rules, taps, deltas):
         if rule == "output":
             dense.append((a, None))
         elif rule == "dense":
@@ -80,13 +79,13 @@ def gram(rules, f1, f2, kind):
     """
     (dense1, grads1), (dense2, grads2) = f1, f2
     total = 0.0 if grads1 is None else pair(grads1, grads2, kind)
-    dense_layers = [(layer, rule) for layer, rule in rules if rule != "grad"]
-    for (layer, rule), (a1, d1), (a2, d2) in zip(dense_layers, dense1, dense2):
+    dense_layers = [(layer, rule, out_dim) for layer, rule, out_dim in rules if rule != "grad"]
+    for (layer, rule, out_dim), (a1, d1), (a2, d2) in zip(dense_layers, dense1, dense2):
         inputs = jnp.matmul(a1, a2.T, precision=_HIGHEST) + (1.0 if layer.use_bias else 0.0)
         if rule == "dense":
             total = total + scale_block(inputs, pair(d1, d2, kind))
         elif kind == "full":
-            eye = jnp.eye(layer.out_dim, dtype=inputs.dtype)
+            eye = jnp.eye(out_dim, dtype=inputs.dtype)
             total = total + inputs[:, None, :, None] * eye[None, :, None, :]
         else:
             total = total + inputs
@@ -104,7 +103,7 @@ def sample_elements(sizes, n_directions, rules):
     negligible).
     """
     kept = transient = 0
-    for (a, out, w), (layer, rule) in zip(sizes, rules):
+    for (a, out, w, patch_elements), (_, rule, _) in zip(sizes, rules):
         transient += a + 3 * n_directions * out
         if rule == "output":
             kept += a
@@ -112,5 +111,5 @@ def sample_elements(sizes, n_directions, rules):
             kept += a + n_directions * out
         else:
             kept += n_directions * w
-            transient += a * math.prod(getattr(layer, "kernel_size", (1,))) + 2 * n_directions * w
+            transient += patch_elements + 2 * n_directions * w
     return kept, transient

@@ -37,22 +37,12 @@ import numpy as np
 from jax import lax
 from jax.flatten_util import ravel_pytree
 
-from .estimators.training import output_gradient, per_sample_loss
-from .networks.derivatives import linear_pullback, parameter_gradients
-from .networks.layers import Conv, Dense
-from .ntk.engine import padded_chunks
+from .budget import padded_chunks, rows_within
+from .derivatives import linear_pullback, parameter_gradients
+from .forward import map_rows
+from .losses import per_sample_loss, pseudo_labels, residuals
 
 _HIGHEST = lax.Precision.HIGHEST
-
-
-def pseudo_labels(outputs):
-    """Hard pseudo-labels ``one_hot(argmax_c f_c)`` of outputs (n, C)."""
-    return jax.nn.one_hot(jnp.argmax(outputs, axis=-1), outputs.shape[-1], dtype=outputs.dtype)
-
-
-def residuals(loss, outputs, targets=None):
-    """``r = dl/df`` against one-hot ``targets``, or against :func:`pseudo_labels` when ``targets`` is None."""
-    return output_gradient(loss, outputs, pseudo_labels(outputs) if targets is None else targets)
 
 
 @dataclass(frozen=True)
@@ -169,15 +159,15 @@ class LayerGradients:
 
 
 def _layer_factors(layer, layer_params, a, delta):
-    """``(a~, delta)`` for a dense layer on flat inputs, else ``(per-sample [weight, bias] gradients,)``."""
+    """``(a~, delta)`` for a layer on flat inputs (one position per sample), else ``(per-sample [weight, bias] gradients,)``."""
     has_bias = len(layer_params) > 1
-    if isinstance(layer, Dense) and a.ndim == 2:
+    if a.ndim == 2:
         return (jnp.concatenate([a, jnp.ones_like(a[:, :1])], axis=1) if has_bias else a, delta)
     return (parameter_gradients(layer, a, delta[:, None])[:, 0],)
 
 
 def tape_covers_parameters(network, params, sample_shape, dtype):
-    """Whether ``network`` is a Network whose tape records every parameter exactly once, in Dense or Conv layers.
+    """Whether ``network``'s tape records every parameter exactly once, in layers that offer ``patches``.
 
     Then :class:`LayerGradients` covers all parameters; otherwise (layers
     without a tape, shared weights, non-Network ``apply_fn``) use
@@ -194,7 +184,7 @@ def tape_covers_parameters(network, params, sample_shape, dtype):
 
     seen = jax.eval_shape(taped, params, jax.ShapeDtypeStruct((1,) + tuple(sample_shape), dtype))
     leaves = jax.tree_util.tree_leaves
-    return (all(isinstance(layer, (Dense, Conv)) for layer in layers)
+    return (all(hasattr(layer, "patches") for layer in layers)
             and sum(leaf.size for leaf in leaves(seen)) == sum(leaf.size for leaf in leaves(params)))
 
 
@@ -210,7 +200,7 @@ def stored_elements(gmap, params, sample_shape, dtype):
     return sum(leaf.size for leaf in jax.tree_util.tree_leaves(rep))
 
 
-def chunk_length(gmap, params, sample_shape, dtype, memory_budget):
+def chunk_rows(gmap, params, sample_shape, dtype, memory_budget):
     """Samples per chunk so that one chunk's pass fits ``memory_budget`` bytes (at least 1).
 
     A sample is charged ``itemsize * (2 A + 3 S)`` bytes with ``A`` its
@@ -219,7 +209,7 @@ def chunk_length(gmap, params, sample_shape, dtype, memory_budget):
     """
     elements = 2 * activation_elements(gmap.apply_fn, params, sample_shape, dtype)
     elements += 3 * stored_elements(gmap, params, sample_shape, dtype)
-    return int(max(1, memory_budget // (np.dtype(dtype).itemsize * elements)))
+    return rows_within(memory_budget, np.dtype(dtype).itemsize * elements)
 
 
 @functools.partial(jax.jit, static_argnums=0)
@@ -325,6 +315,4 @@ def _residuals(apply_fn, loss, params, x, targets):
 
 def output_residuals(apply_fn, loss, params, X, targets, chunk):
     """``r = dl/df`` (n, C) for every row of ``X`` in chunks; pseudo-labels when ``targets`` is None."""
-    parts = [np.asarray(_residuals(apply_fn, loss, params, x, t))[: stop - start]
-             for start, stop, (x, t) in padded_chunks([X, targets], chunk)]
-    return np.concatenate(parts)
+    return map_rows(functools.partial(_residuals, apply_fn, loss, params), [X, targets], chunk)

@@ -1,14 +1,14 @@
-"""Per-layer derivatives shared by the kernel engine and the gradient strategies: cotangents and weight gradients."""
+"""Derivatives of a network's linear layers, read from its tape: output cotangents and per-sample weight gradients.
+
+A tapped layer offers two things (the tape protocol): ``layer.patches(inputs)``,
+its per-sample, per-position inputs (n, S, P), and ``layer.use_bias``.
+"""
 
 from __future__ import annotations
-
-import itertools
 
 import jax
 import jax.numpy as jnp
 from jax import lax
-
-from .layers import Conv
 
 _HIGHEST = lax.Precision.HIGHEST
 
@@ -39,34 +39,6 @@ def linear_pullback(network, params, x):
     return outputs, records, inputs, lambda cotangent: vjp(cotangent)[0]
 
 
-def input_patches(layer, inputs):
-    """Per-sample, per-position inputs of a linear layer, shape (n, S, P): conv patches or dense rows.
-
-    Convolution patches are strided slices of the padded input, one per
-    kernel offset, joined along channels: entries ordered (kernel row,
-    kernel column, input channel) like the rows of the HWIO kernel. Slices
-    are memory moves, where a patch-extracting convolution would spend
-    ``P`` multiply-adds per patch entry.
-    """
-    if isinstance(layer, Conv):
-        inputs = _conv_patches(layer, inputs)
-    return inputs.reshape(inputs.shape[0], -1, inputs.shape[-1])
-
-
-def _conv_patches(layer, x):
-    spatial = x.shape[1:-1]
-    pads = layer.padding
-    if isinstance(pads, str):
-        pads = lax.padtype_to_pads(spatial, layer.kernel_size, layer.strides, pads)
-    x = lax.pad(x, jnp.zeros((), x.dtype), [(0, 0, 0), *((lo, hi, 0) for lo, hi in pads), (0, 0, 0)])
-    out = [(size - k) // s + 1 for size, k, s in zip(x.shape[1:-1], layer.kernel_size, layer.strides)]
-    span = [(m - 1) * s + 1 for m, s in zip(out, layer.strides)]
-    strides = (1, *layer.strides, 1)
-    slices = [lax.slice(x, (0, *offset, 0), (x.shape[0], *map(sum, zip(offset, span)), x.shape[-1]), strides)
-              for offset in itertools.product(*map(range, layer.kernel_size))]
-    return jnp.concatenate(slices, axis=-1)
-
-
 def weight_gradients(layer, inputs, deltas):
     """Per-sample weight gradients ``sum_s patch_s^T delta_s`` for K output directions, shape (n, K, O * P).
 
@@ -76,7 +48,7 @@ def weight_gradients(layer, inputs, deltas):
     are ordered (output channel, patch entry), not as the weights are laid
     out, which inner products and norms of gradients do not see.
     """
-    patches = input_patches(layer, inputs)
+    patches = layer.patches(inputs)
     d = deltas.reshape(deltas.shape[:2] + (patches.shape[1], -1))
     return jnp.einsum("nkso,nsp->nkop", d, patches, precision=_HIGHEST).reshape(deltas.shape[:2] + (-1,))
 

@@ -13,7 +13,6 @@ round-robin to every local device and gathered on the host.
 from __future__ import annotations
 
 import functools
-import math
 from collections import OrderedDict, deque
 from dataclasses import dataclass
 
@@ -22,13 +21,12 @@ import jax.numpy as jnp
 import numpy as np
 
 from ..jax_compat import enable_x64
-from ..networks.network import Network
 from . import autodiff, structured
 from .backends import neural_tangents_fn
+from .budget import DEFAULT_MEMORY_BUDGET, bucket, chunk_length, chunk_size, padded_chunks, rows_within
 from .pairing import check_kind
 
 IMPLEMENTATIONS = ("auto", "structured", "jacobian", "ntvp", "neural_tangents")
-DEFAULT_MEMORY_BUDGET = 512 * 2**20
 
 
 @dataclass(frozen=True)
@@ -147,7 +145,7 @@ def _resolve(spec, apply_fn, params, sample_shape, n_outputs, dtype):
     itemsize = np.dtype(dtype).itemsize
     n_dirs = 1 if kind == "pntk" else n_outputs
     pair_bytes = itemsize * 4 * (n_dirs**2 if kind == "full" else 1)
-    is_structured = isinstance(apply_fn, Network) and apply_fn.structured
+    is_structured = getattr(apply_fn, "structured", False) is True and hasattr(apply_fn, "apply_tapped")
     jac_bytes = itemsize * 3 * n_dirs * autodiff.n_parameters(params)
     if impl == "auto":
         impl = "structured" if is_structured else ("jacobian" if 64 * jac_bytes <= spec.memory_budget else "ntvp")
@@ -159,10 +157,10 @@ def _resolve(spec, apply_fn, params, sample_shape, n_outputs, dtype):
             )
         rules, sizes = structured.plan(apply_fn, params, sample_shape, dtype)
         kept, transient = (itemsize * e for e in structured.sample_elements(sizes, n_dirs, rules))
-        fns = _structured_fns(apply_fn, tuple(rules), kind, n_outputs, _sub_batch(transient, spec.memory_budget))
+        fns = _structured_fns(apply_fn, tuple(rules), kind, n_outputs, rows_within(spec.memory_budget // 2, transient))
         return fns + (kept, pair_bytes)
     if impl == "jacobian":
-        fns = _jacobian_fns(apply_fn, kind, n_outputs, _sub_batch(jac_bytes, spec.memory_budget))
+        fns = _jacobian_fns(apply_fn, kind, n_outputs, rows_within(spec.memory_budget // 2, jac_bytes))
         return fns + (jac_bytes, pair_bytes)
     if impl == "ntvp":
         return _ntvp_fns(apply_fn, kind, n_outputs) + (jac_bytes, pair_bytes)
@@ -173,27 +171,23 @@ def _identity_features(params, x):
     return x
 
 
-def _sub_batch(transient_bytes, budget):
-    """Most samples whose feature temporaries fit in half the budget (at least 1)."""
-    return max(1, int(budget // (2 * transient_bytes)))
-
-
 def _in_sub_batches(features, max_batch):
     """``features(params, x)`` (jitted) called on sub-batches of at most ``max_batch`` samples, joined on the device.
 
-    The feature pytree has the sample axis first. Sub-batches have equal
-    sizes (the last padded with copies of the last input, whose rows are
-    dropped), so one compiled program serves them all. A Python loop
+    The feature pytree has the sample axis first. Sub-batches have one
+    bucketed length (:func:`~.budget.chunk_length`; the last padded with
+    copies of the last input, whose rows are dropped), so one compiled
+    program serves them all. A Python loop
     rather than ``lax.map``: XLA's CPU runtime runs the loop body of a
     ``lax.map`` several times slower than the same program called directly.
     """
 
     def run(params, x):
         n = x.shape[0]
-        count = -(-n // max_batch)
-        if count == 1:
+        size = min(n, chunk_length(n, max_batch))
+        if size == n:
             return features(params, x)
-        size = -(-n // count)
+        count = -(-n // size)
         padded = jnp.concatenate([x, jnp.repeat(x[-1:], count * size - n, axis=0)])
         parts = [features(params, padded[i * size:(i + 1) * size]) for i in range(count)]
         return jax.tree_util.tree_map(lambda *a: jnp.concatenate(a)[:n], *parts)
@@ -218,43 +212,8 @@ def _ntvp_fns(apply_fn, kind, n_outputs):
     return _identity_features, jax.jit(lambda p, x1, x2: autodiff.ntvp_gram(apply_fn, p, x1, x2, kind, n_outputs))
 
 
-def chunk_size(n, sample_bytes, pair_bytes, budget):
-    """Largest chunk ``b <= n`` with ``2 b sample_bytes + b^2 pair_bytes <= budget`` (at least 1)."""
-    b = (-sample_bytes + math.sqrt(sample_bytes**2 + pair_bytes * budget)) / pair_bytes
-    return int(max(1, min(n, math.floor(b))))
-
-
-def bucket(n, size):
-    """Chunk length for ``n`` inputs in chunks of at most ``size``: equal chunks, rounded up by at most 1/32.
-
-    ``n`` is split into ``ceil(n / size)`` chunks of equal length, so the
-    last chunk is not mostly padding; that length is rounded up to a
-    multiple of a power of two at most a 32nd of it, so nearby sizes share
-    compiled block shapes (32 per doubling) for at most 3 % more rows.
-    """
-    length = -(-n // -(-n // size))
-    step = 1 << max(0, length.bit_length() - 6)
-    return min(size, -(-length // step) * step)
-
-
-def padded_chunks(arrays, chunk):
-    """``(start, stop, padded_arrays)`` per chunk of the rows of ``arrays``; the last chunk repeats its last row.
-
-    Chunks of at most ``chunk`` rows have the equal, bucketed length of
-    :func:`bucket`, so every block has one shape and nearby sizes share
-    compiled shapes. ``None`` entries of ``arrays`` pass through.
-    """
-    n = arrays[0].shape[0]
-    size = bucket(n, chunk)
-    for start in range(0, n, size):
-        stop = min(start + size, n)
-        pad = size - (stop - start)
-        yield start, stop, [None if a is None else np.concatenate([a[start:stop], np.repeat(a[stop - 1:stop], pad, 0)])
-                            for a in arrays]
-
-
 def _chunks(x, size):
-    """``(start, stop, padded_chunk)`` triples of the rows of ``x`` (see :func:`padded_chunks`)."""
+    """``(start, stop, padded_chunk)`` triples of the rows of ``x`` (see :func:`~.budget.padded_chunks`)."""
     return [(start, stop, chunk) for start, stop, (chunk,) in padded_chunks([x], size)]
 
 
@@ -263,7 +222,7 @@ def _assemble(spec, apply_fn, params, x1, x2):
     features, gram, sample_bytes, pair_bytes = _resolve(spec, apply_fn, params, x1.shape[1:], n_outputs, x1.dtype)
     symmetric = x2 is None
     n2 = x1.shape[0] if symmetric else x2.shape[0]
-    size = chunk_size(max(x1.shape[0], n2), sample_bytes, pair_bytes, spec.memory_budget)
+    size = chunk_size(bucket(max(x1.shape[0], n2)), sample_bytes, pair_bytes, spec.memory_budget)
     rows = _chunks(x1, size)
     cols = rows if symmetric else _chunks(x2, size)
     devices = list(spec.devices or jax.local_devices())
