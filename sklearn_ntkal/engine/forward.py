@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import functools
+import math
 
 import jax
 import numpy as np
 
 from .budget import padded_chunks
+from .pytrees import as_argument
 
 #: Rows per chunk of a forward pass unless the caller gives a limit.
 FORWARD_ROWS = 4096
@@ -38,11 +40,21 @@ def map_rows(fn, arrays, limit=FORWARD_ROWS):
     return jax.tree_util.tree_map(lambda *a: np.concatenate(a), *parts)
 
 
-@functools.partial(jax.jit, static_argnums=0)
-def _apply(apply_fn, params, x):
-    return apply_fn(params, x)
+def activation_elements(apply_fn, params, sample_shape, dtype):
+    """Numbers produced by one sample's forward pass (every intermediate of its jaxpr), a proxy for backprop memory."""
+    jaxpr = jax.make_jaxpr(apply_fn)(params, jax.ShapeDtypeStruct((1,) + tuple(sample_shape), dtype))
+    return sum(math.prod(var.aval.shape) for eqn in jaxpr.eqns for var in eqn.outvars)
+
+
+@jax.jit
+def _apply(network, params, x):
+    return network(params, x)
 
 
 def outputs(apply_fn, params, X, limit=FORWARD_ROWS):
-    """``apply_fn(params, X)`` as numpy, computed in chunks of at most ``limit`` rows."""
-    return map_rows(functools.partial(_apply, apply_fn, params), [X], limit)
+    """``apply_fn(params, X)`` as numpy, computed in chunks of at most ``limit`` rows.
+
+    The network is an argument of one compiled program per chunk shape
+    (:func:`~.pytrees.as_argument`), shared by every network of its structure.
+    """
+    return map_rows(functools.partial(_apply, as_argument(apply_fn), params), [X], limit)

@@ -19,15 +19,17 @@ differentiated and how a chunk's per-sample gradients are represented:
   vectors (n, P), by ``vmap`` of a vector-Jacobian product.
 
 The chunked passes (:func:`summed_gradient`, :func:`gradient_statistics`,
-:func:`inner_products`) work with either map, jitted at the chunk boundary with
-the map as a static argument. Chunks have one padded shape, so a pass compiles
-once per shape; their length comes from a memory budget in bytes.
+:func:`inner_products`) work with either map, jitted at the chunk boundary.
+A map is a pytree whose leaves are its network's constants (its ``apply_fn``
+must be a pytree argument: :func:`~.pytrees.as_argument`), so every network
+of the same structure shares the compiled programs. Chunks have one padded
+shape, so a pass compiles once per shape; their length comes from a memory
+budget in bytes.
 """
 
 from __future__ import annotations
 
 import functools
-import math
 from dataclasses import dataclass
 from typing import Callable
 
@@ -39,8 +41,9 @@ from jax.flatten_util import ravel_pytree
 
 from .budget import padded_chunks, rows_within
 from .derivatives import linear_pullback, parameter_gradients
-from .forward import map_rows
+from .forward import activation_elements, map_rows
 from .losses import per_sample_loss, pseudo_labels, residuals
+from .pytrees import as_argument
 
 _HIGHEST = lax.Precision.HIGHEST
 
@@ -58,6 +61,9 @@ class FlatGradients:
 
     apply_fn: Callable
     loss: str = "cross_entropy"
+
+    def __post_init__(self):
+        object.__setattr__(self, "apply_fn", as_argument(self.apply_fn))
 
     def embed(self, params, x, targets=None):
         """Per-sample gradients (n, P) of ``l(f(x_i), t_i)``; pseudo-labels when ``targets`` is None."""
@@ -126,6 +132,9 @@ class LayerGradients:
     loss: str = "cross_entropy"
     last_only: bool = False
 
+    def __post_init__(self):
+        object.__setattr__(self, "apply_fn", as_argument(self.apply_fn))
+
     def embed(self, params, x, targets=None):
         """Per-layer factors of the per-sample gradients; pseudo-labels when ``targets`` is None."""
         out, records, inputs, pullback = linear_pullback(self.apply_fn, params, x)
@@ -188,12 +197,6 @@ def tape_covers_parameters(network, params, sample_shape, dtype):
             and sum(leaf.size for leaf in leaves(seen)) == sum(leaf.size for leaf in leaves(params)))
 
 
-def activation_elements(apply_fn, params, sample_shape, dtype):
-    """Numbers produced by one sample's forward pass (every intermediate of its jaxpr), a proxy for backprop memory."""
-    jaxpr = jax.make_jaxpr(apply_fn)(params, jax.ShapeDtypeStruct((1,) + tuple(sample_shape), dtype))
-    return sum(math.prod(var.aval.shape) for eqn in jaxpr.eqns for var in eqn.outvars)
-
-
 def stored_elements(gmap, params, sample_shape, dtype):
     """Numbers per sample in ``gmap``'s representation of a chunk's gradients."""
     rep = jax.eval_shape(gmap.embed, params, jax.ShapeDtypeStruct((1,) + tuple(sample_shape), dtype))
@@ -212,23 +215,23 @@ def chunk_rows(gmap, params, sample_shape, dtype, memory_budget):
     return rows_within(memory_budget, np.dtype(dtype).itemsize * elements)
 
 
-@functools.partial(jax.jit, static_argnums=0)
+@jax.jit
 def _summed(gmap, params, x, targets, mask):
     return gmap.summed(params, x, targets, mask)
 
 
-@functools.partial(jax.jit, static_argnums=0)
+@jax.jit
 def _statistics(gmap, params, x, v):
     rep = gmap.embed(params, x)
     return gmap.sq_norms(rep), gmap.inner(rep, v), rep
 
 
-@functools.partial(jax.jit, static_argnums=0)
+@jax.jit
 def _project(gmap, params, x, v):
     return gmap.project(params, x, v)
 
 
-@functools.partial(jax.jit, static_argnums=0)
+@jax.jit
 def _inner(gmap, rep, v):
     return gmap.inner(rep, v)
 
@@ -308,11 +311,26 @@ def inner_products(gmap, params, X, v, chunk, kept=None):
     return out
 
 
-@functools.partial(jax.jit, static_argnums=(0, 1))
-def _residuals(apply_fn, loss, params, x, targets):
+@functools.partial(jax.jit, static_argnames=("loss",))
+def _residuals(apply_fn, params, x, targets, *, loss):
     return residuals(loss, apply_fn(params, x), targets)
 
 
 def output_residuals(apply_fn, loss, params, X, targets, chunk):
     """``r = dl/df`` (n, C) for every row of ``X`` in chunks; pseudo-labels when ``targets`` is None."""
-    return map_rows(functools.partial(_residuals, apply_fn, loss, params), [X, targets], chunk)
+    return map_rows(functools.partial(_residuals, as_argument(apply_fn), params, loss=loss), [X, targets], chunk)
+
+
+def _flatten_map(gmap):
+    return (gmap.apply_fn,), tuple(vars(gmap).items())[1:]
+
+
+def _unflatten_map(cls, static, children):
+    gmap = object.__new__(cls)
+    for name, value in (("apply_fn", children[0]),) + static:
+        object.__setattr__(gmap, name, value)
+    return gmap
+
+
+for _map in (FlatGradients, LayerGradients):
+    jax.tree_util.register_pytree_node(_map, _flatten_map, functools.partial(_unflatten_map, _map))

@@ -25,6 +25,7 @@ from . import autodiff, structured
 from .backends import neural_tangents_fn
 from .budget import DEFAULT_MEMORY_BUDGET, bucket, chunk_length, chunk_size, padded_chunks, rows_within
 from .pairing import check_kind
+from .pytrees import as_argument
 
 IMPLEMENTATIONS = ("auto", "structured", "jacobian", "ntvp", "neural_tangents")
 
@@ -62,24 +63,18 @@ class KernelSpec:
     float64: bool = False
     devices: tuple | None = None
 
-    def __call__(self, apply_fn, params, x1, x2=None):
-        """Empirical NTK of ``apply_fn`` at ``params``; see :func:`empirical_ntk`."""
+    def check(self):
+        """Raise a ValueError naming the setting if a field is out of range; return ``self``."""
         check_kind(self.kind)
         if self.implementation not in IMPLEMENTATIONS:
             raise ValueError(f"implementation must be one of {IMPLEMENTATIONS}, got {self.implementation!r}")
         if int(self.memory_budget) <= 0:
             raise ValueError(f"memory_budget must be a positive number of bytes, got {self.memory_budget!r}")
-        x1 = _check_inputs(x1, "x1")
-        if x2 is not None:
-            x2 = _check_inputs(x2, "x2")
-            if x2.shape[1:] != x1.shape[1:]:
-                raise ValueError(f"x1 and x2 have different sample shapes: {x1.shape[1:]} vs {x2.shape[1:]}")
-        with enable_x64(bool(self.float64)):
-            dtype = jnp.float64 if self.float64 else jnp.float32
-            params = jax.tree_util.tree_map(lambda a: jnp.asarray(a, dtype), params)
-            x1 = x1.astype(dtype)
-            x2 = None if x2 is None else x2.astype(dtype)
-            return _assemble(self, apply_fn, params, x1, x2)
+        return self
+
+    def __call__(self, apply_fn, params, x1, x2=None):
+        """Empirical NTK of ``apply_fn`` at ``params``; see :func:`empirical_ntk`."""
+        return compute(self.check(), as_argument(apply_fn), params, x1, x2, {})
 
 
 def empirical_ntk(apply_fn, params, x1, x2=None, *, kind="full", implementation="auto",
@@ -113,6 +108,25 @@ def empirical_ntk(apply_fn, params, x1, x2=None, *, kind="full", implementation=
     return spec(apply_fn, params, x1, x2)
 
 
+def compute(spec, network, params, x1, x2, facts):
+    """The kernel of a checked ``spec``; ``facts`` memoises what is learnt about the network (a dict, kept by the caller).
+
+    ``network`` is a pytree callable (:func:`~.pytrees.as_argument`), passed
+    to the compiled functions as an argument.
+    """
+    x1 = _check_inputs(x1, "x1")
+    if x2 is not None:
+        x2 = _check_inputs(x2, "x2")
+        if x2.shape[1:] != x1.shape[1:]:
+            raise ValueError(f"x1 and x2 have different sample shapes: {x1.shape[1:]} vs {x2.shape[1:]}")
+    with enable_x64(bool(spec.float64)):
+        dtype = jnp.float64 if spec.float64 else jnp.float32
+        params = jax.tree_util.tree_map(lambda a: jnp.asarray(a, dtype), params)
+        x1 = x1.astype(dtype)
+        x2 = None if x2 is None else x2.astype(dtype)
+        return _assemble(spec, network, params, x1, x2, facts)
+
+
 def _check_inputs(x, name):
     x = np.asarray(x)
     if x.ndim < 2:
@@ -126,26 +140,34 @@ def _check_inputs(x, name):
     return x
 
 
-def _n_outputs(apply_fn, params, x):
-    out = jax.eval_shape(apply_fn, params, jax.ShapeDtypeStruct((1,) + x.shape[1:], x.dtype))
+def _memo(facts, key, compute_fact):
+    if key not in facts:
+        facts[key] = compute_fact()
+    return facts[key]
+
+
+def _n_outputs(network, params, sample_shape, dtype):
+    out = jax.eval_shape(network, params, jax.ShapeDtypeStruct((1,) + tuple(sample_shape), dtype))
     if len(out.shape) != 2:
         raise ValueError(f"apply_fn must return outputs of shape (n, C); got shape {out.shape} for one sample")
     return out.shape[1]
 
 
-def _resolve(spec, apply_fn, params, sample_shape, n_outputs, dtype):
-    """Jitted ``features(params, x)`` and ``gram(params, f1, f2)``, and the bytes that size the chunks.
+def _resolve(spec, network, params, sample_shape, n_outputs, dtype, facts):
+    """``features(params, x)`` and ``gram(f1, f2, params)``, and the bytes that size the chunks.
 
     Returns ``(features, gram, sample_bytes, pair_bytes)``: the bytes per
     sample of the features kept for the Grams, and per pair of a kernel
     block. Features are computed in sub-batches whose temporaries stay
-    within half the budget.
+    within half the budget. Both functions are module-level compiled
+    programs with the network as an argument, so every network of the same
+    structure shares them.
     """
     impl, kind = spec.implementation, spec.kind
     itemsize = np.dtype(dtype).itemsize
     n_dirs = 1 if kind == "pntk" else n_outputs
     pair_bytes = itemsize * 4 * (n_dirs**2 if kind == "full" else 1)
-    is_structured = getattr(apply_fn, "structured", False) is True and hasattr(apply_fn, "apply_tapped")
+    is_structured = getattr(network, "structured", False) is True and hasattr(network, "apply_tapped")
     jac_bytes = itemsize * 3 * n_dirs * autodiff.n_parameters(params)
     if impl == "auto":
         impl = "structured" if is_structured else ("jacobian" if 64 * jac_bytes <= spec.memory_budget else "ntvp")
@@ -155,16 +177,22 @@ def _resolve(spec, apply_fn, params, sample_shape, n_outputs, dtype):
                 "implementation='structured' needs a sklearn_ntkal Network whose parametrised layers all have "
                 "structured rules (Dense, Conv); use 'auto', 'jacobian' or 'ntvp' for other networks"
             )
-        rules, sizes = structured.plan(apply_fn, params, sample_shape, dtype)
+        rules, sizes = _memo(facts, ("plan", tuple(sample_shape), np.dtype(dtype).name),
+                             lambda: structured.plan(network, params, sample_shape, dtype))
         kept, transient = (itemsize * e for e in structured.sample_elements(sizes, n_dirs, rules))
-        fns = _structured_fns(apply_fn, tuple(rules), kind, n_outputs, rows_within(spec.memory_budget // 2, transient))
-        return fns + (kept, pair_bytes)
+        statics = {"rules": rules, "kind": kind, "n_outputs": n_outputs}
+        features = functools.partial(_structured_features, network, **statics)
+        return _in_sub_batches(features, rows_within(spec.memory_budget // 2, transient)), \
+            lambda f1, f2, params: _structured_gram(f1, f2, rules=rules, kind=kind), kept, pair_bytes
     if impl == "jacobian":
-        fns = _jacobian_fns(apply_fn, kind, n_outputs, rows_within(spec.memory_budget // 2, jac_bytes))
-        return fns + (jac_bytes, pair_bytes)
+        features = functools.partial(_jacobian_features, network, kind=kind, n_outputs=n_outputs)
+        return _in_sub_batches(features, rows_within(spec.memory_budget // 2, jac_bytes)), \
+            lambda f1, f2, params: _jacobian_gram(f1, f2, kind=kind), jac_bytes, pair_bytes
     if impl == "ntvp":
-        return _ntvp_fns(apply_fn, kind, n_outputs) + (jac_bytes, pair_bytes)
-    return _identity_features, jax.jit(neural_tangents_fn(apply_fn, kind, n_outputs)), jac_bytes, pair_bytes
+        gram = functools.partial(_ntvp_gram, network, kind=kind, n_outputs=n_outputs)
+        return _identity_features, lambda f1, f2, params: gram(params, f1, f2), jac_bytes, pair_bytes
+    nt_gram = jax.jit(neural_tangents_fn(network, kind, n_outputs))
+    return _identity_features, lambda f1, f2, params: nt_gram(params, f1, f2), jac_bytes, pair_bytes
 
 
 def _identity_features(params, x):
@@ -195,21 +223,29 @@ def _in_sub_batches(features, max_batch):
     return run
 
 
-@functools.lru_cache(maxsize=64)
-def _structured_fns(network, rules, kind, n_outputs, max_batch):
-    feats = jax.jit(lambda p, x: structured.features(network, rules, p, x, kind, n_outputs))
-    return _in_sub_batches(feats, max_batch), jax.jit(lambda p, f1, f2: structured.gram(rules, f1, f2, kind))
+@functools.partial(jax.jit, static_argnames=("rules", "kind", "n_outputs"))
+def _structured_features(network, params, x, *, rules, kind, n_outputs):
+    return structured.features(network, rules, params, x, kind, n_outputs)
 
 
-@functools.lru_cache(maxsize=64)
-def _jacobian_fns(apply_fn, kind, n_outputs, max_batch):
-    feats = jax.jit(lambda p, x: autodiff.jacobian_features(apply_fn, p, x, kind, n_outputs))
-    return _in_sub_batches(feats, max_batch), jax.jit(lambda p, f1, f2: autodiff.jacobian_gram(f1, f2, kind))
+@functools.partial(jax.jit, static_argnames=("rules", "kind"))
+def _structured_gram(f1, f2, *, rules, kind):
+    return structured.gram(rules, f1, f2, kind)
 
 
-@functools.lru_cache(maxsize=64)
-def _ntvp_fns(apply_fn, kind, n_outputs):
-    return _identity_features, jax.jit(lambda p, x1, x2: autodiff.ntvp_gram(apply_fn, p, x1, x2, kind, n_outputs))
+@functools.partial(jax.jit, static_argnames=("kind", "n_outputs"))
+def _jacobian_features(network, params, x, *, kind, n_outputs):
+    return autodiff.jacobian_features(network, params, x, kind, n_outputs)
+
+
+@functools.partial(jax.jit, static_argnames=("kind",))
+def _jacobian_gram(f1, f2, *, kind):
+    return autodiff.jacobian_gram(f1, f2, kind)
+
+
+@functools.partial(jax.jit, static_argnames=("kind", "n_outputs"))
+def _ntvp_gram(network, params, x1, x2, *, kind, n_outputs):
+    return autodiff.ntvp_gram(network, params, x1, x2, kind, n_outputs)
 
 
 def _chunks(x, size):
@@ -217,9 +253,11 @@ def _chunks(x, size):
     return [(start, stop, chunk) for start, stop, (chunk,) in padded_chunks([x], size)]
 
 
-def _assemble(spec, apply_fn, params, x1, x2):
-    n_outputs = _n_outputs(apply_fn, params, x1)
-    features, gram, sample_bytes, pair_bytes = _resolve(spec, apply_fn, params, x1.shape[1:], n_outputs, x1.dtype)
+def _assemble(spec, network, params, x1, x2, facts):
+    sample_shape, dtype = x1.shape[1:], x1.dtype
+    n_outputs = _memo(facts, ("n_outputs", sample_shape, dtype.name),
+                      lambda: _n_outputs(network, params, sample_shape, dtype))
+    features, gram, sample_bytes, pair_bytes = _resolve(spec, network, params, sample_shape, n_outputs, dtype, facts)
     symmetric = x2 is None
     n2 = x1.shape[0] if symmetric else x2.shape[0]
     size = chunk_size(bucket(max(x1.shape[0], n2)), sample_bytes, pair_bytes, spec.memory_budget)
@@ -255,7 +293,7 @@ def _assemble(spec, apply_fn, params, x1, x2):
                 row_features[device] = (
                     column_features(i, device) if symmetric else features(params_on[device], jax.device_put(xa, device))
                 )
-            block = gram(params_on[device], row_features[device], column_features(j, device))
+            block = gram(row_features[device], column_features(j, device), params_on[device])
             pending.append((r0, r1, cols[j][0], cols[j][1], block, symmetric and j != i))
             if len(pending) > 2 * len(devices):
                 _write(out, *pending.popleft())

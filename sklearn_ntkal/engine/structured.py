@@ -20,9 +20,10 @@ from .pairing import _HIGHEST, directions, finish, pair, scale_block
 
 
 def plan(network, params, sample_shape, dtype):
-    """Static description of the linear layers: ``(layer, rule)`` pairs, and per-sample sizes for chunking.
+    """Static description of the linear layers: one rule each, and per-sample sizes for chunking.
 
-    Rules are ``(layer, rule, out_dim)``. The rule is ``"output"`` for a
+    Rules are hashable ``(rule, out_dim, use_bias)`` triples, in call order,
+    so that they can be static arguments of compiled functions. The rule is ``"output"`` for a
     layer on flat inputs whose output is the network's output (its
     cotangents are the output directions themselves, the same for every
     sample), ``"dense"`` for other layers on flat inputs (one position per
@@ -34,16 +35,16 @@ def plan(network, params, sample_shape, dtype):
 
     def run(p, z):
         out, records = network.apply_tapped(p, z)
-        captured[:] = [(r[0], r[3] is out) for r in records]
+        captured[:] = [(r[3] is out, r[0].use_bias) for r in records]
         return [(r[2], r[3], r[1][0], r[0].patches(r[2])) for r in records]
 
     one = jax.ShapeDtypeStruct((1,) + tuple(sample_shape), dtype)
     shapes = jax.eval_shape(run, params, one)
     rules = []
-    for (layer, is_output), (a, out, _, _) in zip(captured, shapes):
+    for (is_output, use_bias), (a, out, _, _) in zip(captured, shapes):
         rule = ("output" if is_output else "dense") if a.ndim == 2 else "grad"
-        rules.append((layer, rule, out.shape[-1]))
-    return rules, [(a.size, out.size, w.size, patches.size) for a, out, w, patches in shapes]
+        rules.append((rule, out.shape[-1], bool(use_bias)))
+    return tuple(rules), [(a.size, out.size, w.size, patches.size) for a, out, w, patches in shapes]
 
 
 def features(network, rules, params, x, kind, n_outputs):
@@ -56,11 +57,11 @@ def features(network, rules, params, x, kind, n_outputs):
     none. Deltas and gradients carry a second axis over the K output
     directions of ``kind``.
     """
-    _, _, taps, pullback = linear_pullback(network, params, x)
+    _, records, taps, pullback = linear_pullback(network, params, x)
     m = directions(kind, n_outputs, x.dtype)
     deltas = jax.vmap(pullback, out_axes=1)(jnp.broadcast_to(m[:, None, :], (m.shape[0], x.shape[0], n_outputs)))
     dense, grads = [], []
-    for (layer, rule, _), a, d in zip(rules, taps, deltas):
+    for (rule, _, _), (layer, *_), a, d in zip(rules, records, taps, deltas):
         if rule == "output":
             dense.append((a, None))
         elif rule == "dense":
@@ -79,9 +80,9 @@ def gram(rules, f1, f2, kind):
     """
     (dense1, grads1), (dense2, grads2) = f1, f2
     total = 0.0 if grads1 is None else pair(grads1, grads2, kind)
-    dense_layers = [(layer, rule, out_dim) for layer, rule, out_dim in rules if rule != "grad"]
-    for (layer, rule, out_dim), (a1, d1), (a2, d2) in zip(dense_layers, dense1, dense2):
-        inputs = jnp.matmul(a1, a2.T, precision=_HIGHEST) + (1.0 if layer.use_bias else 0.0)
+    dense_layers = [rule for rule in rules if rule[0] != "grad"]
+    for (rule, out_dim, use_bias), (a1, d1), (a2, d2) in zip(dense_layers, dense1, dense2):
+        inputs = jnp.matmul(a1, a2.T, precision=_HIGHEST) + (1.0 if use_bias else 0.0)
         if rule == "dense":
             total = total + scale_block(inputs, pair(d1, d2, kind))
         elif kind == "full":
@@ -103,7 +104,7 @@ def sample_elements(sizes, n_directions, rules):
     negligible).
     """
     kept = transient = 0
-    for (a, out, w, patch_elements), (_, rule, _) in zip(sizes, rules):
+    for (a, out, w, patch_elements), (rule, _, _) in zip(sizes, rules):
         transient += a + 3 * n_directions * out
         if rule == "output":
             kept += a

@@ -8,16 +8,17 @@ import numbers
 import jax
 import jax.numpy as jnp
 import numpy as np
+from scipy.special import softmax
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.model_selection import train_test_split
 from sklearn.utils import check_random_state
 from sklearn.utils.multiclass import check_classification_targets, unique_labels
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from ..engine import LOSSES, KernelSpec
+from ..engine import LOSSES, bind
 from ..engine.forward import outputs
 from ..networks import Network, Reshape, Serial, Standardize, resolve_layer
-from .training import make_optimizer, run_epoch, train_step
+from .training import make_optimizer, run_epoch
 
 _IMAGE_PRESETS = ("cnn", "wide_resnet")
 
@@ -82,6 +83,11 @@ class JaxNetClassifier(ClassifierMixin, BaseEstimator):
     network_ : Network
         The network, preprocessing included; an ``apply_fn(params, x)``.
     params_ : pytree of jax arrays
+    engine_ : sklearn_ntkal.engine.Engine
+        ``network_`` bound to ``params_`` (:func:`sklearn_ntkal.engine.bind`):
+        the forward pass, kernels and gradients that the linearised model and
+        the strategies use, with what they learn about the network by tracing
+        it kept, so it is learnt once per fitted state.
     loss_curve_ : list of float
     n_iter_ : int
         Epochs run by the last fit.
@@ -175,7 +181,7 @@ class JaxNetClassifier(ClassifierMixin, BaseEstimator):
 
     def predict_proba(self, X):
         """``softmax(f(X))`` of shape (n, C), columns in the order of ``classes_``."""
-        return np.asarray(jax.nn.softmax(jnp.asarray(self._outputs(X)), axis=-1), dtype=np.float64)
+        return softmax(self._outputs(X).astype(np.float64), axis=-1)
 
     def predict(self, X):
         """Class labels ``classes_[argmax_c f_c(X)]``."""
@@ -200,7 +206,7 @@ class JaxNetClassifier(ClassifierMixin, BaseEstimator):
         check_is_fitted(self, "params_")
         X1 = validate_data(self, X1, reset=False, dtype=np.float32, allow_nd=True)
         X2 = None if X2 is None else validate_data(self, X2, reset=False, dtype=np.float32, allow_nd=True)
-        return KernelSpec(kind=kind, **kernel_kwargs)(self.network_, self.params_, X1, X2)
+        return self.engine_.kernel(X1, X2, kind=kind, **kernel_kwargs)
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -209,6 +215,7 @@ class JaxNetClassifier(ClassifierMixin, BaseEstimator):
 
     def __getstate__(self):
         state = dict(self.__dict__)
+        state.pop("engine_", None)
         for name in ("params_", "_opt_state"):
             if name in state:
                 state[name] = jax.tree_util.tree_map(np.asarray, state[name])
@@ -219,6 +226,8 @@ class JaxNetClassifier(ClassifierMixin, BaseEstimator):
             if name in state:
                 state[name] = jax.tree_util.tree_map(jnp.asarray, state[name])
         self.__dict__.update(state)
+        if "params_" in state:
+            self.engine_ = bind(self.network_, self.params_)
 
     def _optimizer(self):
         return make_optimizer(self.optimizer, self.learning_rate, self.weight_decay)
@@ -281,9 +290,9 @@ class JaxNetClassifier(ClassifierMixin, BaseEstimator):
             preprocess.append(Reshape(sample_shape))
         n_classes = len(self.classes_)
         model = resolve_layer(self.network, n_classes, self.network_kwargs)
-        self.network_ = Network(Serial(Serial(*preprocess), model))
         key = jax.random.PRNGKey(self._rng.randint(2**31 - 1))
-        out_shape, self.params_ = self.network_.init_fn(key, (-1,) + X.shape[1:])
+        network = Network(Serial(Serial(*preprocess), model))
+        out_shape, self.params_, self.network_ = network.initialize(key, (-1,) + X.shape[1:])
         if tuple(out_shape[1:]) != (n_classes,):
             raise ValueError(f"the network outputs shape {tuple(out_shape[1:])} per sample but there are "
                              f"{n_classes} classes; it must output one value per class")
@@ -298,31 +307,30 @@ class JaxNetClassifier(ClassifierMixin, BaseEstimator):
             X, X_val, targets, t_val = train_test_split(
                 X, targets, test_size=self.validation_fraction, stratify=stratify,
                 random_state=self._rng.randint(2**31 - 1))
-            best, best_params, stall = -np.inf, self.params_, 0
-        step = train_step(self.network_, self.loss, self._optimizer())
-        params, opt_state = self.params_, self._opt_state
+            best, best_state, stall = -np.inf, (self.params_, self.network_), 0
+        network, params, opt_state = self.network_, self.params_, self._opt_state
+        schedule = {"loss": self.loss, "optimizer": self._optimizer()}
         self.n_iter_ = 0
         for _ in range(epochs):
-            params, opt_state, value = run_epoch(step, params, opt_state, X, targets, self.batch_size, self._rng)
+            params, opt_state, network, value = run_epoch(network, params, opt_state, X, targets, self.batch_size,
+                                                          self._rng, **schedule)
             self.loss_curve_.append(value)
             self.n_iter_ += 1
             if self.verbose:
                 print(f"epoch {len(self.loss_curve_)}: loss {value:.5f}")
             if early_stopping:
-                accuracy = float(np.mean(self._forward(params, X_val).argmax(1) == t_val.argmax(1)))
+                accuracy = float(np.mean(outputs(network, params, X_val).argmax(1) == t_val.argmax(1)))
                 if accuracy > best:
-                    best, best_params, stall = accuracy, params, 0
+                    best, best_state, stall = accuracy, (params, network), 0
                 else:
                     stall += 1
                 if stall >= self.n_iter_no_change:
-                    params = best_params
+                    params, network = best_state
                     break
-        self.params_, self._opt_state = params, opt_state
-
-    def _forward(self, params, X):
-        return outputs(self.network_, params, X)
+        self.network_, self.params_, self._opt_state = network, params, opt_state
+        self.engine_ = bind(network, params)
 
     def _outputs(self, X):
         check_is_fitted(self, "params_")
         X = validate_data(self, X, reset=False, dtype=np.float32, allow_nd=True)
-        return self._forward(self.params_, X)
+        return self.engine_.outputs(X)

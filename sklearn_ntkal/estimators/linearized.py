@@ -6,16 +6,14 @@ import os
 from dataclasses import dataclass
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 from scipy.special import softmax
 from sklearn.base import BaseEstimator, ClassifierMixin, clone
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from .. import kernel_regression as kr
-from ..engine import DEFAULT_MEMORY_BUDGET, KINDS, KernelSpec
-from ..engine.forward import outputs
-from ..jax_compat import enable_x64
+from ..engine import DEFAULT_MEMORY_BUDGET, KINDS, engine_of
+from ..engine.budget import rows_within
 from .classifier import JaxNetClassifier
 
 OUTPUT_SPACES = ("auto", "logits", "probabilities")
@@ -56,11 +54,7 @@ def network_outputs(clf, X, params=None, float64=False):
     depend on which batch a sample was evaluated in (float32 matrix products
     do, at the 1e-7 level).
     """
-    params = clf.params_ if params is None else params
-    with enable_x64(bool(float64)):
-        dtype = jnp.float64 if float64 else jnp.float32
-        params = jax.tree_util.tree_map(lambda a: jnp.asarray(a, dtype), params)
-        return outputs(clf.network_, params, np.asarray(X, dtype=dtype)).astype(np.float64)
+    return engine_of(clf).outputs(X, params=params, float64=float64).astype(np.float64)
 
 
 def _physical_memory():
@@ -275,9 +269,8 @@ class LinearizedClassifier(ClassifierMixin, BaseEstimator):
                 f"(n_candidates), or a scalar kernel ('pntk', 'trace') on logits (an MSE-trained network): "
                 f"kernel='full' and output_space='probabilities' have C x C blocks")
 
-    def _spec(self):
-        budget = DEFAULT_MEMORY_BUDGET if self.memory_budget is None else self.memory_budget
-        return KernelSpec(kind=self.kernel, memory_budget=budget, float64=bool(self.float64))
+    def _budget(self):
+        return DEFAULT_MEMORY_BUDGET if self.memory_budget is None else int(self.memory_budget)
 
     def _linearize(self, X):
         """Network outputs in the output space and the output Jacobians (``None`` on logits)."""
@@ -292,7 +285,8 @@ class LinearizedClassifier(ClassifierMixin, BaseEstimator):
     def _kernel(self, X1, factors1, X2=None, factors2=None):
         """Kernel over rows of the linearised outputs; symmetric in ``X1`` when ``X2`` is None."""
         symmetric = X2 is None
-        theta = self._spec()(self.estimator_.network_, self.estimator_.params_, X1, None if symmetric else X2)
+        theta = engine_of(self.estimator_).kernel(X1, None if symmetric else X2, kind=self.kernel,
+                                                  float64=bool(self.float64), memory_budget=self._budget())
         if factors1 is None:
             return kr.output_kernel(theta)
         return kr.output_kernel(theta, factors1, factors1 if symmetric else factors2)
@@ -323,8 +317,7 @@ class LinearizedClassifier(ClassifierMixin, BaseEstimator):
         check_is_fitted(self, "regression_")
         X = validate_data(self, X, reset=False, dtype=np.float32, allow_nd=True)
         n_rows, q = self.regression_.chol.shape[0], self.regression_.q
-        budget = DEFAULT_MEMORY_BUDGET if self.memory_budget is None else self.memory_budget
-        size = max(1, int(budget) // (np.dtype(self._dtype()).itemsize * q * n_rows * 4))
+        size = rows_within(self._budget(), np.dtype(self._dtype()).itemsize * q * n_rows * 4)
         means = []
         for start in range(0, X.shape[0], size):
             chunk = X[start:start + size]

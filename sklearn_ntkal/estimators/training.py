@@ -19,7 +19,8 @@ def make_optimizer(optimizer, learning_rate, weight_decay):
     """An optax ``GradientTransformation`` from a name, or one passed through unchanged.
 
     Cached, so equal settings give the same object and the jitted training
-    step is compiled once per network and optimiser.
+    step (which takes the optimiser as a static argument) is compiled once
+    per network structure and optimiser.
     """
     if isinstance(optimizer, optax.GradientTransformation):
         return optimizer
@@ -31,44 +32,43 @@ def make_optimizer(optimizer, learning_rate, weight_decay):
     return optax.chain(optax.add_decayed_weights(weight_decay), base) if weight_decay else base
 
 
-@functools.lru_cache(maxsize=32)
-def jitted_apply(apply_fn):
-    """``jax.jit(apply_fn)``, compiled once per network."""
-    return jax.jit(apply_fn)
+@functools.partial(jax.jit, static_argnames=("loss", "optimizer"))
+def train_step(network, params, opt_state, x, y, mask, *, loss, optimizer):
+    """One optimiser step on the masked minibatch ``(x, y)``: ``(params, opt_state, network, loss)``.
+
+    The loss is the mean of the per-sample losses over the rows where
+    ``mask`` is 1. The network is an argument (its constants are leaves),
+    returned with any state its layers update in training mode, so one
+    compiled step serves every network of the same structure and optimiser.
+    """
+
+    def objective(p):
+        out, updated = network.apply_train(p, x, mask)
+        per = per_sample_loss(loss, out, y)
+        return jnp.sum(per * mask) / jnp.maximum(jnp.sum(mask), 1.0), updated
+
+    (value, network), grads = jax.value_and_grad(objective, has_aux=True)(params)
+    updates, opt_state = optimizer.update(grads, opt_state, params)
+    return optax.apply_updates(params, updates), opt_state, network, value
 
 
-@functools.lru_cache(maxsize=32)
-def train_step(apply_fn, loss, optimizer):
-    """Jitted ``(params, opt_state, x, y, mask) -> (params, opt_state, loss)`` for masked minibatches."""
+def run_epoch(network, params, opt_state, x, y, batch_size, rng, *, loss, optimizer):
+    """One shuffled pass over ``(x, y)`` in minibatches of ``batch_size`` rows (the last one padded and masked).
 
-    def objective(params, x, y, mask):
-        per = per_sample_loss(loss, apply_fn(params, x), y)
-        return jnp.sum(per * mask) / jnp.maximum(jnp.sum(mask), 1.0)
-
-    @jax.jit
-    def step(params, opt_state, x, y, mask):
-        value, grads = jax.value_and_grad(objective)(params, x, y, mask)
-        updates, opt_state = optimizer.update(grads, opt_state, params)
-        return optax.apply_updates(params, updates), opt_state, value
-
-    return step
-
-
-def run_epoch(step, params, opt_state, x, y, batch_size, rng):
-    """One shuffled pass over ``(x, y)`` in minibatches of a fixed shape (the last one masked).
-
-    Returns the new ``(params, opt_state)`` and the sample-weighted mean loss.
+    Every minibatch has the same shape whatever the number of rows, so the
+    step is compiled once. Returns the new ``(params, opt_state, network)``
+    and the sample-weighted mean loss.
     """
     n = x.shape[0]
-    size = min(batch_size, n)
     order = rng.permutation(n)
     weighted = []
-    for start in range(0, n, size):
-        idx = order[start:start + size]
-        mask = np.ones(size, dtype=np.float32)
-        if idx.size < size:
+    for start in range(0, n, batch_size):
+        idx = order[start:start + batch_size]
+        mask = np.ones(batch_size, dtype=np.float32)
+        if idx.size < batch_size:
             mask[idx.size:] = 0.0
-            idx = np.concatenate([idx, np.repeat(idx[:1], size - idx.size)])
-        params, opt_state, value = step(params, opt_state, x[idx], y[idx], mask)
+            idx = np.concatenate([idx, np.repeat(idx[:1], batch_size - idx.size)])
+        params, opt_state, network, value = train_step(network, params, opt_state, x[idx], y[idx], mask,
+                                                       loss=loss, optimizer=optimizer)
         weighted.append(value * mask.sum())
-    return params, opt_state, float(jnp.sum(jnp.stack(weighted))) / n
+    return params, opt_state, network, float(np.sum(jax.device_get(weighted))) / n

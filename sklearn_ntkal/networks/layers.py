@@ -7,10 +7,17 @@ and output through ``tape.linear`` when a tape is given; that is all the
 structured kernel engine (``sklearn_ntkal.engine``) needs to build each layer's
 share of the empirical NTK from an input Gram and an output-cotangent Gram
 (Novak et al., "Fast Finite Width Neural Tangent Kernel", ICML 2022).
+
+Every layer is also a JAX pytree: its configuration (widths, strides, the
+functions of a wrapped network) is static, and the arrays it holds that are
+not trained parameters (standardisation constants, running statistics) are
+its leaves. Jitted code takes a network as an argument, so a network fitted
+again with new constants reuses the compiled programs of the last one.
 """
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 
@@ -46,19 +53,60 @@ class Tape:
 
 
 class Layer:
-    """Base class: a parameter-free layer that maps ``x`` to ``self.fn(x)``."""
+    """Base class: a parameter-free layer that maps ``x`` to ``self.fn(x)``.
+
+    Subclasses are registered as pytrees: the attributes named in
+    ``_children`` (arrays or sub-layers) are children, every other attribute
+    is static configuration, compared by value.
+    """
 
     structured = True
+    _children = ()
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        jax.tree_util.register_pytree_node(cls, _flatten_layer, functools.partial(_unflatten_layer, cls))
 
     def init(self, key, input_shape):
         return input_shape, ()
 
+    def initialize(self, key, input_shape):
+        """``(output_shape, params, layer)``: :meth:`init`, and the layer with any state it starts with."""
+        out_shape, params = self.init(key, input_shape)
+        return out_shape, params, self
+
     def apply(self, params, x, tape=None):
         return self.fn(x)
+
+    def apply_train(self, params, x, mask):
+        """Training-mode outputs and the layer with its state updated from the rows where ``mask`` is 1."""
+        return self.apply(params, x), self
 
     def __repr__(self):
         args = ", ".join(f"{k}={v!r}" for k, v in vars(self).items() if not k.startswith("_"))
         return f"{type(self).__name__}({args})"
+
+
+def _flatten_layer(layer):
+    names = type(layer)._children
+    static = tuple(sorted((k, _frozen(v)) for k, v in vars(layer).items() if k not in names))
+    return tuple(getattr(layer, name) for name in names), static
+
+
+def _unflatten_layer(cls, static, children):
+    layer = object.__new__(cls)
+    for name, value in static:
+        setattr(layer, name, value)
+    for name, child in zip(cls._children, children):
+        setattr(layer, name, child)
+    return layer
+
+
+def _frozen(value):
+    """``value`` with lists as tuples, so that static configuration is hashable and compared by value."""
+    if isinstance(value, (list, tuple)):
+        return tuple(_frozen(v) for v in value)
+    return value
 
 
 class Dense(Layer):
@@ -93,7 +141,7 @@ class Conv(Layer):
         self.out_channels = int(out_channels)
         self.kernel_size = tuple(kernel_size)
         self.strides = tuple(strides)
-        self.padding = padding
+        self.padding = padding if isinstance(padding, str) else _frozen(padding)
         self.use_bias = bool(use_bias)
 
     def init(self, key, input_shape):
@@ -182,7 +230,9 @@ class Reshape(Layer):
 
 
 class Standardize(Layer):
-    """Fixed affine input scaling ``(x - mean) / scale``; constants, not parameters."""
+    """Fixed affine input scaling ``(x - mean) / scale``; constants (pytree leaves), not parameters."""
+
+    _children = ("mean", "scale")
 
     def __init__(self, mean, scale):
         self.mean = np.asarray(mean, dtype=np.float32)
@@ -221,8 +271,17 @@ class GlobalAvgPool(Layer):
         return x.mean(axis=(1, 2))
 
 
-class Serial(Layer):
+class _Composite(Layer):
+    """A layer made of layers: :meth:`initialize` does the work, :meth:`init` drops the initialised layer."""
+
+    def init(self, key, input_shape):
+        return self.initialize(key, input_shape)[:2]
+
+
+class Serial(_Composite):
     """Layers applied one after the other; the parameters are a tuple, one entry per layer."""
+
+    _children = ("layers",)
 
     def __init__(self, *layers):
         self.layers = tuple(layers)
@@ -231,21 +290,31 @@ class Serial(Layer):
     def structured(self):
         return all(layer.structured for layer in self.layers)
 
-    def init(self, key, input_shape):
-        params = []
+    def initialize(self, key, input_shape):
+        params, layers = [], []
         for layer, layer_key in zip(self.layers, jax.random.split(key, max(len(self.layers), 1))):
-            input_shape, p = layer.init(layer_key, input_shape)
+            input_shape, p, layer = layer.initialize(layer_key, input_shape)
             params.append(p)
-        return input_shape, tuple(params)
+            layers.append(layer)
+        return input_shape, tuple(params), Serial(*layers)
 
     def apply(self, params, x, tape=None):
         for layer, p in zip(self.layers, params):
             x = layer.apply(p, x, tape)
         return x
 
+    def apply_train(self, params, x, mask):
+        layers = []
+        for layer, p in zip(self.layers, params):
+            x, layer = layer.apply_train(p, x, mask)
+            layers.append(layer)
+        return x, Serial(*layers)
 
-class Residual(Layer):
+
+class Residual(_Composite):
     """``branch(x) + shortcut(x)``, with the identity as the default shortcut."""
+
+    _children = ("branch", "shortcut")
 
     def __init__(self, branch, shortcut=None):
         self.branch = branch
@@ -255,16 +324,21 @@ class Residual(Layer):
     def structured(self):
         return self.branch.structured and self.shortcut.structured
 
-    def init(self, key, input_shape):
+    def initialize(self, key, input_shape):
         k1, k2 = jax.random.split(key)
-        out_shape, branch_params = self.branch.init(k1, input_shape)
-        short_shape, short_params = self.shortcut.init(k2, input_shape)
+        out_shape, branch_params, branch = self.branch.initialize(k1, input_shape)
+        short_shape, short_params, shortcut = self.shortcut.initialize(k2, input_shape)
         if tuple(out_shape[1:]) != tuple(short_shape[1:]):
             raise ValueError(f"residual branch gives {out_shape[1:]} but shortcut gives {short_shape[1:]}")
-        return out_shape, (branch_params, short_params)
+        return out_shape, (branch_params, short_params), Residual(branch, shortcut)
 
     def apply(self, params, x, tape=None):
         return self.branch.apply(params[0], x, tape) + self.shortcut.apply(params[1], x, tape)
+
+    def apply_train(self, params, x, mask):
+        y, branch = self.branch.apply_train(params[0], x, mask)
+        z, shortcut = self.shortcut.apply_train(params[1], x, mask)
+        return y + z, Residual(branch, shortcut)
 
 
 class External(Layer):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import jax
+
 from .layers import Tape
 
 
@@ -13,6 +15,9 @@ class Network:
     ``neural_tangents.stax``. An instance is itself an ``apply_fn``, so it can be
     handed to :func:`sklearn_ntkal.engine.empirical_ntk`, which then uses the
     structured kernel rules when every parametrised layer has one.
+
+    A network is a pytree whose leaves are the constants of its layers (not
+    its parameters): jitted code takes it as an argument.
 
     Parameters
     ----------
@@ -29,8 +34,18 @@ class Network:
         return self.layer.structured
 
     def init_fn(self, key, input_shape):
-        """Initialise parameters for inputs of ``input_shape`` (batch axis first)."""
+        """Initialise parameters for inputs of ``input_shape`` (batch axis first): ``(output_shape, params)``."""
         return self.layer.init(key, tuple(input_shape))
+
+    def initialize(self, key, input_shape):
+        """``(output_shape, params, network)``: :meth:`init_fn`, and the network with the state its layers start with."""
+        out_shape, params, layer = self.layer.initialize(key, tuple(input_shape))
+        return out_shape, params, Network(layer)
+
+    def apply_train(self, params, x, mask):
+        """Training-mode outputs, and the network with its state updated from the rows where ``mask`` is 1."""
+        out, layer = self.layer.apply_train(params, x, mask)
+        return out, Network(layer)
 
     def apply_fn(self, params, x):
         """Outputs of the network for inputs ``x``."""
@@ -60,3 +75,7 @@ class Network:
 
     def __repr__(self):
         return f"Network({self.layer!r})"
+
+
+jax.tree_util.register_pytree_node(Network, lambda network: ((network.layer,), None),
+                                   lambda _, children: Network(children[0]))

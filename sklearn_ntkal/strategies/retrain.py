@@ -8,7 +8,7 @@ import jax
 import numpy as np
 
 from ..estimators.linearized import network_outputs
-from ..estimators.training import make_optimizer, run_epoch, train_step
+from ..estimators.training import make_optimizer, run_epoch
 from .base import QueryStrategy
 from .lookahead import OBJECTIVES, check_choice, check_n_candidates, draw_candidates, lookahead_scores, rank
 
@@ -22,11 +22,11 @@ def retrain(clf, X, targets, *, epochs, optimizer, batch_size, seed):
     (:mod:`sklearn_ntkal.estimators.training`) with a fresh state of
     ``optimizer`` (an optax transformation); the classifier is not modified.
     """
-    step = train_step(clf.network_, clf.loss, optimizer)
-    params, state = clf.params_, optimizer.init(clf.params_)
+    network, params, state = clf.network_, clf.params_, optimizer.init(clf.params_)
     rng = np.random.RandomState(seed)
     for _ in range(epochs):
-        params, state, _ = run_epoch(step, params, state, X, targets, batch_size, rng)
+        params, state, network, _ = run_epoch(network, params, state, X, targets, batch_size, rng,
+                                              loss=clf.loss, optimizer=optimizer)
     return params
 
 
