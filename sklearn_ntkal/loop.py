@@ -203,7 +203,7 @@ def run_active_learning(estimator, strategy, X_pool, y_pool, X_eval, y_eval, ini
         else:
             history.query_times.append(0.0)
         start = time.perf_counter()
-        fitted = _train(estimator, fitted, warm_start).fit(X_pool[labeled], y_pool[labeled])
+        fitted = round_estimator(estimator, fitted, warm_start).fit(X_pool[labeled], y_pool[labeled])
         history.fit_times.append(time.perf_counter() - start)
         history.queried_indices.append(queried)
         history.n_labeled.append(int(labeled.size))
@@ -241,8 +241,20 @@ def _reveal(y_pool, rows):
     return y_pool[np.asarray(rows, dtype=int)]
 
 
-def _train(template, previous, warm_start):
-    """The estimator to fit this round: a fresh clone, or a warm-started copy of the previous one."""
+def round_estimator(template, previous, warm_start):
+    """The estimator to fit this round: a fresh clone of ``template``, or a warm-started copy of ``previous``.
+
+    Parameters
+    ----------
+    template : estimator
+    previous : fitted estimator or None
+        Last round's estimator; ``None`` at round 0.
+    warm_start : bool
+
+    Returns
+    -------
+    estimator
+    """
     if warm_start and previous is not None:
         return copy.deepcopy(previous).set_params(warm_start=True)
     return clone(template)
