@@ -1,4 +1,4 @@
-"""Named benchmark settings: ``quick`` (a first look), ``paper`` (cold start) and ``proportional`` (the papers' protocol)."""
+"""Named benchmark settings: ``quick``, ``paper`` (cold start) and ``proportional`` (the papers' protocol)."""
 
 from __future__ import annotations
 

@@ -122,7 +122,7 @@ def summarize(result):
 
 
 def difference_cell(pair, ci, wins=None, n_seeds=None):
-    """``+mean [low, high]`` of a paired difference, with ``(wins/n)`` when given; ``—`` when it is 0 on every seed."""
+    """``+mean [low, high]`` of a paired difference, with ``(wins/n)`` when given; ``—`` if 0 on every seed."""
     if pair[0] == pair[1] == 0:
         return "—"
     interval = "n/a" if ci is None else "{:+.4f}, {:+.4f}".format(*ci)

@@ -204,6 +204,35 @@ class BenchmarkResult:
         length = min(len(run.scores) for run in runs)
         return np.asarray(runs[0].n_labeled[:length]), np.array([run.scores[:length] for run in runs])
 
+    @classmethod
+    def from_dict(cls, document):
+        """The result held by a :meth:`to_dict` document, e.g. a report's ``results.json``.
+
+        Fields the document lacks (written before they existed) take their defaults.
+
+        Parameters
+        ----------
+        document : dict
+
+        Returns
+        -------
+        BenchmarkResult
+        """
+        config_type, run_type = cls.types()
+        names = {field.name for field in dataclasses.fields(config_type)}
+        config = config_type(**{key: tuple(value) if isinstance(value, list) else value
+                                for key, value in document["config"].items() if key in names})
+        names = {field.name for field in dataclasses.fields(run_type)}
+        runs = [run_type(**{key: value for key, value in run.items() if key in names}) for run in document["runs"]]
+        return cls(config=config, dataset_description=document["dataset_description"],
+                   initial_rows={int(seed): rows for seed, rows in document["initial_rows"].items()}, runs=runs,
+                   budget=document.get("budget", {}))
+
+    @staticmethod
+    def types():
+        """The configuration and run classes of this kind of result."""
+        return BenchmarkConfig, StrategyRun
+
     def to_dict(self):
         """A JSON-ready dict of the configuration, the initial sets and every run."""
         return {
@@ -414,8 +443,10 @@ def run_all(config, worker, run_type, *, progress, checkpoint, n_jobs):
     ----------
     config : BenchmarkConfig
     worker : callable
-        A module-level function taking the keywords of one task (see
-        :func:`_task`) and returning a ``run_type``.
+        A module-level function ``worker(config, name, seed, data, split,
+        budget, progress)`` returning a ``run_type``: ``data`` is the
+        :class:`~sklearn_ntkal.datasets.Dataset`, ``split`` the seed's entry of
+        :func:`prepare`'s splits, ``name`` the strategy.
     run_type : type
     progress : bool
     checkpoint : str or None
@@ -435,7 +466,8 @@ def run_all(config, worker, run_type, *, progress, checkpoint, n_jobs):
     finished = load_checkpoint(checkpoint, config, run_type)
     data, budget, splits = prepare(config)
     inner_progress = progress and joblib.effective_n_jobs(n_jobs) == 1
-    tasks = [_task(config, data, splits[seed], seed, name, budget, inner_progress)
+    tasks = [{"config": config, "name": name, "seed": seed, "data": data, "split": splits[seed], "budget": budget,
+              "progress": inner_progress}
              for seed in config.seeds for name in config.strategies if (name, seed) not in finished]
     for run in fan_out(worker, tasks, n_jobs=n_jobs, progress=progress):
         finished[run.strategy, run.seed] = run
@@ -448,26 +480,18 @@ def initial_rows(splits):
     return {seed: pool[initial].tolist() for seed, (pool, _, initial) in splits.items()}
 
 
-def _task(config, data, split, seed, name, budget, progress):
-    """Keyword arguments of one (seed, strategy) run: the pool and test arrays of the seed."""
-    pool, test, initial = split
-    return {"config": config, "name": name, "seed": seed, "X_pool": data.X[pool], "y_pool": data.y[pool],
-            "X_test": data.X[test], "y_test": data.y[test], "pool_rows": pool, "initial": initial,
-            "image_shape": data.image_shape, "budget": budget, "progress": progress}
-
-
-def _strategy_run(config, name, seed, X_pool, y_pool, X_test, y_test, pool_rows, initial, image_shape, budget,
-                  progress):
+def _strategy_run(config, name, seed, data, split, budget, progress):
     """One (seed, strategy) run as a :class:`StrategyRun`; runs in a joblib worker as well as in-process."""
-    estimator = make_network(config.network, image_shape, loss=config.loss, epochs=config.epochs,
+    pool, test, initial = split
+    estimator = make_network(config.network, data.image_shape, loss=config.loss, epochs=config.epochs,
                              learning_rate=config.learning_rate, random_state=seed)
     options = {"warm_start": config.warm_start, "candidates": shared_candidates(config, budget["batch_size"], seed),
                "oracle": STRATEGIES[name].oracle}
-    history = _run_one(estimator, make_strategy(name, random_state=seed), X_pool, y_pool, X_test, y_test, initial,
-                       config.n_rounds, budget["batch_size"], options, progress)
+    history = _run_one(estimator, make_strategy(name, random_state=seed), data.X[pool], data.y[pool], data.X[test],
+                       data.y[test], initial, config.n_rounds, budget["batch_size"], options, progress)
     return StrategyRun(strategy=name, seed=seed, n_labeled=history.n_labeled,
                        scores=[float(s) for s in history.scores], query_times=history.query_times,
-                       fit_times=history.fit_times, queried_rows=[pool_rows[q].tolist() for q in history.queried_indices])
+                       fit_times=history.fit_times, queried_rows=[pool[q].tolist() for q in history.queried_indices])
 
 
 def shared_candidates(config, batch_size, seed):

@@ -113,6 +113,11 @@ class StreamingRun(StrategyRun):
 class StreamingResult(BenchmarkResult):
     """Everything a streaming benchmark measured; ``runs`` are :class:`StreamingRun`."""
 
+    @staticmethod
+    def types():
+        """The configuration and run classes of a streaming result."""
+        return StreamingConfig, StreamingRun
+
     def linear_curves(self, strategy):
         """``(n_labeled, scores)`` of the linearised model of ``strategy``, one row of scores per seed."""
         runs = [run for run in self.runs if run.strategy == strategy]
@@ -197,10 +202,11 @@ _PICKERS = {"margin_network": _margin_network, "margin_linearized": _margin_line
             "lookahead_oracle": _lookahead_oracle}
 
 
-def _streaming_run(config, name, seed, X_pool, y_pool, X_test, y_test, pool_rows, initial, image_shape, budget,
-                   progress):
+def _streaming_run(config, name, seed, data, split, budget, progress):
     """One (seed, strategy) streaming run as a :class:`StreamingRun`; runs in a joblib worker or in-process."""
-    template = make_network(config.network, image_shape, loss=config.loss, epochs=config.epochs,
+    pool_rows, test, initial = split
+    X_pool, y_pool, X_test, y_test = data.X[pool_rows], data.y[pool_rows], data.X[test], data.y[test]
+    template = make_network(config.network, data.image_shape, loss=config.loss, epochs=config.epochs,
                             learning_rate=config.learning_rate, random_state=seed)
     draw = shared_candidates(config, budget["batch_size"], seed)
     labeled = np.asarray(initial, dtype=int)
