@@ -41,8 +41,9 @@ import os
 import shlex
 import sys
 
-from sklearn_ntkal.bench import (PRESETS, BenchmarkConfig, StreamingConfig, format_streaming_table, format_table,
-                                 run_benchmark, run_streaming, write_report)
+from sklearn_ntkal.bench import (PRESETS, BenchmarkConfig, BenchmarkResult, StreamingConfig, StreamingResult,
+                                 format_streaming_table, format_table, run_benchmark, run_streaming, summarize,
+                                 summarize_streaming, write_report)
 from sklearn_ntkal.bench.report import REFERENCES, verdict
 from sklearn_ntkal.bench.streaming import REFERENCE as STREAMING_REFERENCE
 
@@ -268,15 +269,19 @@ def missing_line(part, done):
 
 
 def section(folder, document):
-    """The Markdown of one finished part: settings, command, table, verdicts and plot."""
+    """The Markdown of one finished part: settings, command, table, verdicts and plot.
+
+    The table is recomputed from the runs, so parts written by an earlier version read the same way.
+    """
     config, env = document["config"], document["environment"]
     streaming = document.get("kind") == "streaming"
-    summary = document["summary"]
     if streaming:
+        summary = summarize_streaming(StreamingResult.from_dict(document))
         table = format_streaming_table(summary)
         references = [STREAMING_REFERENCE] if f"aubc_vs_{STREAMING_REFERENCE}" in summary[0] else []
         keys = (("aubc", "Network AUBC"), ("linear_aubc", "Linearised-model AUBC"))
     else:
+        summary = summarize(BenchmarkResult.from_dict(document))
         table = format_table(summary)
         references = [ref for ref in REFERENCES if f"aubc_vs_{ref}" in summary[0]]
         keys = (("aubc", "AUBC"), ("final", "Final accuracy"))
