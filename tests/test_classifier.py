@@ -111,6 +111,19 @@ def test_warm_start_continues_from_current_weights(digits):
     assert clf.loss_curve_[5] < first * 1.05
 
 
+def test_warm_start_fit_restarts_the_optimiser_and_partial_fit_keeps_it(digits):
+    X_train, _, y_train, _ = digits
+    X, y = X_train[:256], y_train[:256]
+    clf = JaxNetClassifier(**{**FAST, "epochs": 3, "warm_start": True}).fit(X, y)
+    steps_per_fit = 3 * 256 // FAST["batch_size"]
+    assert int(optax.tree_utils.tree_get(clf._opt_state, "count")) == steps_per_fit
+    clf.fit(X, y)
+    assert int(optax.tree_utils.tree_get(clf._opt_state, "count")) == steps_per_fit
+    assert len(clf.loss_curve_) == 6
+    clf.partial_fit(X, y)
+    assert int(optax.tree_utils.tree_get(clf._opt_state, "count")) == steps_per_fit + 256 // FAST["batch_size"]
+
+
 def test_partial_fit_needs_classes_then_rejects_unknown_labels(digits):
     X_train, _, y_train, _ = digits
     clf = JaxNetClassifier(**FAST)

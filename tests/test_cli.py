@@ -8,6 +8,7 @@ import urllib.error
 
 import pytest
 
+import sklearn_ntkal.cli as cli
 import sklearn_ntkal.datasets as datasets
 from sklearn_ntkal.bench.presets import PRESETS
 from sklearn_ntkal.bench.registry import STRATEGIES
@@ -93,3 +94,50 @@ def test_datasets_and_strategies_are_listed(capsys):
     assert main(["strategies"]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert [line.split()[0] for line in lines] == list(STRATEGIES)
+
+
+def test_protocol_flags_set_the_new_fields_over_the_preset():
+    config = _config(build_parser().parse_args(["run", "--preset", "proportional"]))
+    assert (config.warm_start, config.candidate_factor, config.initial_size, config.batch_size) == (True, 4, 0.02, 0.02)
+    assert config.imbalance is None
+    config.validate()
+    config = _config(build_parser().parse_args([
+        "run", "--preset", "proportional", "--no-warm-start", "--candidate-factor", "none", "--imbalance", "10",
+        "--initial-size", "0.05", "--batch-size", "7"]))
+    assert (config.warm_start, config.candidate_factor, config.imbalance) == (False, None, 10.0)
+    assert (config.initial_size, config.batch_size) == (0.05, 7)
+    config = _config(build_parser().parse_args(["run", "--warm-start", "--candidate-factor", "3"]))
+    assert (config.warm_start, config.candidate_factor, config.initial_size) == (True, 3, 20)
+
+
+@pytest.mark.parametrize("option, value, expected", [
+    ("--candidate-factor", "0", "argument --candidate-factor: expected a positive integer, got '0'"),
+    ("--candidate-factor", "many", "argument --candidate-factor: expected a positive integer, got 'many'"),
+    ("--imbalance", "0.5", "argument --imbalance: expected a class ratio above 1 or 'none', got '0.5'"),
+    ("--n-jobs", "0", "argument --n-jobs: expected a non-zero integer (-1 for every core), got '0'"),
+    ("--batch-size", "1.5", "argument --batch-size: expected a number of labels (1, 2, ...) or a fraction"),
+    ("--initial-size", "-3", "argument --initial-size: expected a number of labels"),
+    ("--epochs", "0", "epochs must be at least 1, got 0"),
+])
+def test_invalid_protocol_values_exit_2_with_a_usage_error(option, value, expected, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["run", option, value, "--no-progress"])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert expected in err and "usage:" in err and "Traceback" not in err
+
+
+def test_n_jobs_reaches_the_runner(monkeypatch):
+    seen = {}
+
+    class Stop(Exception):
+        pass
+
+    def fake_run_benchmark(config, **kwargs):
+        seen.update(kwargs, config=config)
+        raise Stop
+
+    monkeypatch.setattr(cli, "run_benchmark", fake_run_benchmark)
+    with pytest.raises(Stop):
+        main(["run", *TINY, "--n-jobs", "-1", "--warm-start"])
+    assert seen["n_jobs"] == -1 and seen["config"].warm_start is True and seen["progress"] is False

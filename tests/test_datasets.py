@@ -12,9 +12,12 @@ from sklearn_ntkal.datasets import (
     ONLINE_DATASETS,
     Dataset,
     DatasetUnavailableError,
+    balanced_subset,
+    imbalanced_subset,
     load_dataset,
     load_digits_data,
     load_mnist_5k,
+    subsample_classes,
 )
 
 EXPECTED_OFFLINE = {
@@ -23,6 +26,7 @@ EXPECTED_OFFLINE = {
     "iris": (150, 4, 3, None),
     "wine": (178, 13, 3, None),
     "breast_cancer": (569, 30, 2, None),
+    "hard10": (3000, 20, 10, None),
 }
 
 
@@ -55,6 +59,7 @@ def test_name_tuples_cover_registry():
         "iris",
         "wine",
         "breast_cancer",
+        "hard10",
     }
     assert set(ONLINE_DATASETS) == {"mnist", "fashion_mnist", "cifar10", "svhn"}
 
@@ -145,6 +150,46 @@ def test_max_samples_at_least_dataset_size_keeps_everything():
 def test_max_samples_invalid(bad):
     with pytest.raises(ValueError, match="max_samples"):
         load_dataset("iris", max_samples=bad)
+
+
+def test_hard10_is_generated_the_same_every_time_with_ten_noisy_classes():
+    a, b = load_dataset("hard10"), load_dataset("hard10")
+    np.testing.assert_array_equal(a.X, b.X)
+    np.testing.assert_array_equal(a.y, b.y)
+    counts = np.bincount(a.y)
+    assert counts.size == 10 and counts.min() > 250
+
+
+def test_subsample_classes_keeps_the_asked_counts_of_random_rows():
+    y = np.repeat(np.arange(3), [10, 20, 30])
+    rows = subsample_classes(y, [2, 0, 30], random_state=0)
+    np.testing.assert_array_equal(np.bincount(y[rows], minlength=3), [2, 0, 30])
+    assert np.all(np.diff(rows) > 0)
+    np.testing.assert_array_equal(rows, subsample_classes(y, [2, 0, 30], random_state=0))
+    assert not np.array_equal(rows, subsample_classes(y, [2, 0, 30], random_state=1))
+    with pytest.raises(ValueError, match="counts must give"):
+        subsample_classes(y, [11, 0, 0])
+
+
+def test_balanced_subset_has_the_smallest_class_count_everywhere():
+    y = np.repeat(np.arange(4), [7, 12, 9, 30])
+    rows = balanced_subset(y, random_state=2)
+    np.testing.assert_array_equal(np.bincount(y[rows]), [7, 7, 7, 7])
+
+
+def test_imbalanced_subset_follows_the_long_tailed_profile_in_a_seeded_class_order():
+    y = np.repeat(np.arange(10), 100 + np.arange(10))
+    rows = imbalanced_subset(y, 10.0, random_state=0)
+    counts = np.bincount(y[rows], minlength=10)
+    # m = 100, n_k = floor(100 * 10 ** (-k / 9)) for k = 0 .. 9, in some class order
+    expected = [100, 77, 59, 46, 35, 27, 21, 16, 12, 10]
+    np.testing.assert_array_equal(np.sort(counts)[::-1], expected)
+    order = imbalanced_subset(y, 10.0, random_state=1)
+    assert not np.array_equal(counts, np.bincount(y[order], minlength=10))
+    np.testing.assert_array_equal(rows, imbalanced_subset(y, 10.0, random_state=0))
+    assert np.bincount(y[imbalanced_subset(y, 1000.0, random_state=0)]).min() == 1
+    with pytest.raises(ValueError, match="ratio above 1"):
+        imbalanced_subset(y, 1.0)
 
 
 def test_unknown_name_lists_valid_names():

@@ -14,6 +14,8 @@ from sklearn_ntkal import JaxNetClassifier
 from sklearn_ntkal.loop import (
     ActiveLearningClassifier,
     LoopHistory,
+    SharedCandidates,
+    accepts_oracle,
     area_under_budget_curve,
     aubc_scorer,
     run_active_learning,
@@ -128,6 +130,77 @@ def test_loop_warm_start_continues_training(split):
     with pytest.raises(ValueError, match="warm_start"):
         run_active_learning(KNeighborsClassifier(3), RandomQuery(), X, y, X_eval, y_eval, initial, 1, 5,
                             warm_start=True)
+
+
+class _Recorder:
+    """A strategy recording the keywords of each query and picking the first ``batch_size`` candidates."""
+
+    def __init__(self):
+        self.calls = []
+
+    def query(self, X, y, clf, batch_size=1, candidates=None, oracle=None):
+        self.calls.append({"candidates": candidates, "labels": None if oracle is None else oracle(candidates)})
+        return np.flatnonzero(np.isnan(y))[:batch_size] if candidates is None else candidates[:batch_size]
+
+
+def test_shared_candidates_are_the_unlabelled_rows_of_highest_seeded_priority():
+    mask = np.zeros(50, dtype=bool)
+    mask[[3, 7, 20]] = True
+    draw = SharedCandidates(size=10, seed=4)
+    rows = draw(2, mask)
+    priority = np.random.default_rng([4, 2]).random(50)
+    unlabeled = np.flatnonzero(~mask)
+    np.testing.assert_array_equal(rows, np.sort(unlabeled[np.argsort(-priority[unlabeled])[:10]]))
+    np.testing.assert_array_equal(rows, SharedCandidates(size=10, seed=4)(2, mask))
+    assert not np.array_equal(rows, draw(3, mask)) and not np.array_equal(rows, SharedCandidates(10, 5)(2, mask))
+    # labelling two of the candidates replaces exactly those two by the next rows in priority order
+    other = mask.copy()
+    other[rows[:2]] = True
+    shifted = draw(2, other)
+    assert set(rows) - set(shifted) == set(rows[:2]) and len(set(shifted) - set(rows)) == 2
+    np.testing.assert_array_equal(draw(0, np.arange(50) > 4), np.arange(5))
+    with pytest.raises(ValueError, match="size must be a positive integer"):
+        SharedCandidates(size=0, seed=0)
+
+
+def test_loop_passes_each_rounds_candidates_and_margin_picks_among_them(split):
+    X, y, X_eval, y_eval = split
+    initial = np.arange(30)
+    draw = SharedCandidates(size=12, seed=1)
+    recorder = _Recorder()
+    history = run_active_learning(_lr(), recorder, X, y, X_eval, y_eval, initial, 2, 5, candidates=draw)
+    for k, call in enumerate(recorder.calls, start=1):
+        mask = np.zeros(len(X), dtype=bool)
+        mask[history.labeled_indices[:history.n_labeled[k - 1]]] = True
+        np.testing.assert_array_equal(call["candidates"], draw(k, mask))
+        assert call["labels"] is None
+    margin = run_active_learning(_lr(), UncertaintyQuery("margin"), X, y, X_eval, y_eval, initial, 1, 5,
+                                 candidates=draw)
+    mask = np.zeros(len(X), dtype=bool)
+    mask[initial] = True
+    rows = draw(1, mask)
+    proba = np.sort(margin.estimators[0].predict_proba(X[rows]), axis=1)
+    np.testing.assert_array_equal(margin.queried_indices[1],
+                                  rows[np.argsort(proba[:, -1] - proba[:, -2], kind="stable")[:5]])
+    small = run_active_learning(_lr(), RandomQuery(random_state=0), X, y, X_eval, y_eval, initial, 1, 5,
+                                candidates=SharedCandidates(size=3, seed=0))
+    assert small.n_labeled == [30, 33]
+    with pytest.raises(ValueError, match="distinct unlabelled rows"):
+        run_active_learning(_lr(), RandomQuery(), X, y, X_eval, y_eval, initial, 1, 5,
+                            candidates=lambda round_index, mask: initial[:3])
+
+
+def test_loop_gives_the_oracle_only_when_asked_and_only_to_strategies_that_take_one(split):
+    X, y, X_eval, y_eval = split
+    initial = np.arange(30)
+    recorder = _Recorder()
+    run_active_learning(_lr(), recorder, X, y, X_eval, y_eval, initial, 2, 5, oracle=True,
+                        candidates=SharedCandidates(size=20, seed=0))
+    for call in recorder.calls:
+        np.testing.assert_array_equal(call["labels"], y[call["candidates"]])
+    assert accepts_oracle(recorder) and not accepts_oracle(RandomQuery())
+    with pytest.raises(ValueError, match="oracle=True needs a strategy whose query takes an oracle"):
+        run_active_learning(_lr(), RandomQuery(), X, y, X_eval, y_eval, initial, 1, 5, oracle=True)
 
 
 def test_loop_string_labels_and_dataframes(split):

@@ -27,10 +27,14 @@ class StrategyEntry:
         ``build(random_state) -> QueryStrategy``, a fresh unfitted strategy.
     description : str
         One line shown by ``sklearn-ntkal strategies``.
+    oracle : bool, default=False
+        The loop gives the strategy the true label of each pick
+        (``run_active_learning(..., oracle=True)``); its ``query`` must take an ``oracle``.
     """
 
     build: Callable
     description: str
+    oracle: bool = False
 
 
 STRATEGIES = {
@@ -53,6 +57,16 @@ STRATEGIES = {
         lambda seed: NTKLookAheadQuery(kernel="pntk", objective="mlmoc", mode="sequential", n_candidates=1000,
                                        random_state=seed),
         "NTK look-ahead, sequential mode (rank-one updates between picks), 1000 random candidates"),
+    "ntk_lookahead_seq_oracle": StrategyEntry(
+        lambda seed: NTKLookAheadQuery(kernel="pntk", objective="mlmoc", mode="sequential", n_candidates=1000,
+                                       random_state=seed),
+        "NTK look-ahead, sequential mode conditioned on the true label of each pick (the authors' default), "
+        "1000 random candidates", oracle=True),
+    "ntk_lookahead_hybrid_oracle": StrategyEntry(
+        lambda seed: NTKLookAheadQuery(kernel="pntk", objective="mlmoc", mode="hybrid", hybrid_round_size=10,
+                                       n_candidates=1000, random_state=seed),
+        "NTK look-ahead, hybrid mode (top 10 per step, then rank-one updates with their true labels), "
+        "1000 random candidates", oracle=True),
     "dynamical": StrategyEntry(lambda seed: DynamicALQuery(selection="topk", random_state=seed),
                                "dynamicAL: top-k training-dynamics scores (Wang et al., 2022)"),
     "dynamical_greedy": StrategyEntry(lambda seed: DynamicALQuery(selection="greedy", random_state=seed),

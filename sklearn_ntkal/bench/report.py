@@ -10,8 +10,13 @@ import jax
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from scipy import stats
 
-REFERENCE = "random"
+from .streaming import REFERENCE as STREAMING_REFERENCE
+from .streaming import StreamingResult
+
+REFERENCES = ("random", "margin")
+LEVEL = 0.95
 
 
 def _mean_std(values):
@@ -20,15 +25,63 @@ def _mean_std(values):
     return float(values.mean()), float(values.std(ddof=1)) if values.size > 1 else 0.0
 
 
+def confidence_interval(values, level=LEVEL):
+    """Student-t confidence interval of the mean of ``values`` (paired differences over seeds).
+
+    ``mean -/+ t_{(1 + level) / 2, n - 1} * s / sqrt(n)``, ``s`` the sample
+    standard deviation of the ``n`` values (:data:`scipy.stats.t`).
+
+    Parameters
+    ----------
+    values : array-like of shape (n,)
+    level : float, default=0.95
+
+    Returns
+    -------
+    tuple of float or None
+        ``(low, high)``; ``None`` for fewer than two values.
+    """
+    values = np.asarray(values, dtype=np.float64)
+    if values.size < 2:
+        return None
+    half = stats.t.ppf((1 + level) / 2, values.size - 1) * values.std(ddof=1) / np.sqrt(values.size)
+    return float(values.mean() - half), float(values.mean() + half)
+
+
+def paired_difference(values, reference):
+    """The differences ``values - reference`` paired by seed.
+
+    Returns
+    -------
+    mean_std : tuple of float
+        Mean and sample standard deviation.
+    ci : tuple of float or None
+        :func:`confidence_interval`.
+    wins : int
+        How many differences are above 0.
+    """
+    differences = np.asarray(values, dtype=np.float64) - np.asarray(reference, dtype=np.float64)
+    return _mean_std(differences), confidence_interval(differences), int(np.sum(differences > 0))
+
+
+def verdict(ci):
+    """``"above"`` when a confidence interval lies above 0, ``"below"`` when under it, else ``"overlaps"``."""
+    if ci is None:
+        return "overlaps"
+    return "above" if ci[0] > 0 else "below" if ci[1] < 0 else "overlaps"
+
+
 def summarize(result):
     """Per-strategy figures over seeds, in the order of ``result.config.strategies``.
 
     For each strategy: AUBC (:func:`~sklearn_ntkal.loop.area_under_budget_curve`)
     and final test accuracy, mean and sample standard deviation over seeds;
     seconds per query and per training (the mean over rounds of a run, then
-    mean and standard deviation over seeds); and, when ``"random"`` was run,
-    the AUBC difference to it paired by seed (same split, initial set and
-    initialisation) with the number of seeds on which the strategy beat it.
+    mean and standard deviation over seeds); and, for each reference of
+    :data:`REFERENCES` that was run (random, margin), the AUBC and final
+    accuracy differences to it paired by seed (same split, initial set,
+    initialisation and candidates), with their 95 % Student-t confidence
+    interval over seeds and the number of seeds on which the strategy is ahead.
 
     Parameters
     ----------
@@ -38,12 +91,14 @@ def summarize(result):
     -------
     list of dict
         Keys ``strategy``, ``aubc``, ``final_accuracy``, ``query_time``,
-        ``fit_time`` (each a ``(mean, std)`` pair), ``n_seeds``, and, with a
-        random reference, ``aubc_vs_random`` (a pair) and ``wins_vs_random``.
+        ``fit_time`` (each a ``(mean, std)`` pair) and ``n_seeds``; per
+        reference ``ref`` that was run, ``aubc_vs_<ref>`` and
+        ``final_vs_<ref>`` (pairs), ``aubc_vs_<ref>_ci`` and
+        ``final_vs_<ref>_ci`` (``(low, high)`` or ``None`` with one seed),
+        and ``wins_vs_<ref>`` (seeds with a higher AUBC).
     """
     by_seed = {(run.strategy, run.seed): run for run in result.runs}
     seeds = sorted({run.seed for run in result.runs})
-    has_reference = REFERENCE in result.config.strategies
     rows = []
     for name in result.config.strategies:
         runs = [by_seed[name, seed] for seed in seeds]
@@ -56,16 +111,37 @@ def summarize(result):
                                      for run in runs]),
             "fit_time": _mean_std([np.mean(run.fit_times) for run in runs]),
         }
-        if has_reference:
-            gains = np.array([run.aubc - by_seed[REFERENCE, run.seed].aubc for run in runs])
-            row["aubc_vs_random"] = _mean_std(gains)
-            row["wins_vs_random"] = int(np.sum(gains > 0))
+        for reference in (ref for ref in REFERENCES if ref in result.config.strategies):
+            others = [by_seed[reference, seed] for seed in seeds]
+            (row[f"aubc_vs_{reference}"], row[f"aubc_vs_{reference}_ci"],
+             row[f"wins_vs_{reference}"]) = paired_difference([run.aubc for run in runs], [run.aubc for run in others])
+            row[f"final_vs_{reference}"], row[f"final_vs_{reference}_ci"], _ = paired_difference(
+                [run.scores[-1] for run in runs], [run.scores[-1] for run in others])
         rows.append(row)
     return rows
 
 
+def difference_cell(pair, ci, wins=None, n_seeds=None):
+    """``+mean [low, high]`` of a paired difference, with ``(wins/n)`` when given; ``—`` if 0 on every seed."""
+    if pair[0] == pair[1] == 0:
+        return "—"
+    interval = "n/a" if ci is None else "{:+.4f}, {:+.4f}".format(*ci)
+    return f"{pair[0]:+.4f} [{interval}]" + ("" if wins is None else f" ({wins}/{n_seeds})")
+
+
+def markdown_table(header, lines):
+    """A Markdown table: the first column left-aligned, the others right-aligned."""
+    rule = "|" + "|".join(["---"] + ["---:"] * (len(header) - 1)) + "|"
+    return "\n".join(["| " + " | ".join(header) + " |", rule] + ["| " + " | ".join(cells) + " |" for cells in lines])
+
+
 def format_table(summary):
-    """A Markdown table of :func:`summarize`'s rows (mean ± standard deviation over seeds).
+    """A Markdown table of :func:`summarize`'s rows.
+
+    AUBC and final accuracy are mean ± standard deviation over seeds; the
+    differences to random and to margin (when they were run) are the mean
+    paired difference, its 95 % confidence interval in brackets and, for
+    AUBC, the seeds on which the strategy is ahead.
 
     Parameters
     ----------
@@ -75,21 +151,140 @@ def format_table(summary):
     -------
     str
     """
-    with_reference = "aubc_vs_random" in summary[0]
+    references = [ref for ref in REFERENCES if f"aubc_vs_{ref}" in summary[0]]
     header = ["strategy", "AUBC", "final accuracy"]
-    if with_reference:
-        header += ["AUBC − random", "seeds beating random"]
+    for reference in references:
+        header += [f"AUBC − {reference} [95 % CI] (seeds ahead)", f"final − {reference} [95 % CI]"]
     header += ["query s/round", "training s/round"]
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join(["---"] + ["---:"] * (len(header) - 1)) + "|"]
+    lines = []
     for row in summary:
         cells = [row["strategy"], "{:.4f} ± {:.4f}".format(*row["aubc"]),
                  "{:.4f} ± {:.4f}".format(*row["final_accuracy"])]
-        if with_reference:
-            cells += ["{:+.4f} ± {:.4f}".format(*row["aubc_vs_random"]),
-                      f"{row['wins_vs_random']}/{row['n_seeds']}"]
+        for reference in references:
+            cells += [difference_cell(row[f"aubc_vs_{reference}"], row[f"aubc_vs_{reference}_ci"],
+                                      row[f"wins_vs_{reference}"], row["n_seeds"]),
+                      difference_cell(row[f"final_vs_{reference}"], row[f"final_vs_{reference}_ci"])]
         cells += ["{:.3f} ± {:.3f}".format(*row["query_time"]), "{:.2f} ± {:.2f}".format(*row["fit_time"])]
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+        lines.append(cells)
+    return markdown_table(header, lines)
+
+
+def summarize_streaming(result):
+    """Per-strategy figures of a streaming benchmark over seeds, in the order of ``result.config.strategies``.
+
+    For each strategy: the AUBC and final test accuracy of the network (at
+    the retrains) and of the linearised model (along the stream), mean and
+    sample standard deviation over seeds; seconds per stream of choosing
+    (``query_time``) and of ``partial_fit`` (``update_time``), and per
+    retrain (``fit_time``); and both AUBCs paired by seed against
+    :data:`~sklearn_ntkal.bench.streaming.REFERENCE` (margin on the stale
+    network), with 95 % confidence intervals and the seeds ahead.
+
+    Parameters
+    ----------
+    result : StreamingResult
+
+    Returns
+    -------
+    list of dict
+        Keys ``strategy``, ``n_seeds``, ``aubc``, ``linear_aubc``,
+        ``final_accuracy``, ``final_linear_accuracy``, ``query_time``,
+        ``update_time``, ``fit_time`` (pairs); ``aubc_vs_<ref>`` and
+        ``linear_aubc_vs_<ref>`` (pairs), their ``_ci`` and ``_wins``.
+    """
+    by_seed = {(run.strategy, run.seed): run for run in result.runs}
+    seeds = sorted({run.seed for run in result.runs})
+    rows = []
+    for name in result.config.strategies:
+        runs = [by_seed[name, seed] for seed in seeds]
+        row = {
+            "strategy": name,
+            "n_seeds": len(runs),
+            "aubc": _mean_std([run.aubc for run in runs]),
+            "linear_aubc": _mean_std([run.linear_aubc for run in runs]),
+            "final_accuracy": _mean_std([run.scores[-1] for run in runs]),
+            "final_linear_accuracy": _mean_std([run.linear_scores[-1] for run in runs]),
+            "query_time": _mean_std([np.mean(run.query_times[1:]) if len(run.query_times) > 1 else 0.0
+                                     for run in runs]),
+            "update_time": _mean_std([np.mean(run.update_times[1:]) if len(run.update_times) > 1 else 0.0
+                                      for run in runs]),
+            "fit_time": _mean_std([np.mean(run.fit_times) for run in runs]),
+        }
+        if STREAMING_REFERENCE in result.config.strategies:
+            others = [by_seed[STREAMING_REFERENCE, seed] for seed in seeds]
+            for key in ("aubc", "linear_aubc"):
+                name_vs = f"{key}_vs_{STREAMING_REFERENCE}"
+                row[name_vs], row[name_vs + "_ci"], row[name_vs + "_wins"] = paired_difference(
+                    [getattr(run, key) for run in runs], [getattr(run, key) for run in others])
+        rows.append(row)
+    return rows
+
+
+def format_streaming_table(summary):
+    """A Markdown table of :func:`summarize_streaming`'s rows (mean ± std; paired differences with 95 % CI).
+
+    Parameters
+    ----------
+    summary : list of dict
+
+    Returns
+    -------
+    str
+    """
+    reference = f"aubc_vs_{STREAMING_REFERENCE}" in summary[0]
+    header = ["strategy", "network AUBC", "linearised AUBC", "final network", "final linearised"]
+    if reference:
+        header += [f"network AUBC − {STREAMING_REFERENCE} [95 % CI] (seeds ahead)",
+                   f"linearised AUBC − {STREAMING_REFERENCE} [95 % CI] (seeds ahead)"]
+    header += ["query s/stream", "partial_fit s/stream", "retraining s"]
+    lines = []
+    for row in summary:
+        cells = [row["strategy"]] + ["{:.4f} ± {:.4f}".format(*row[key]) for key in
+                                     ("aubc", "linear_aubc", "final_accuracy", "final_linear_accuracy")]
+        if reference:
+            cells += [difference_cell(row[f"{key}_vs_{STREAMING_REFERENCE}"],
+                                      row[f"{key}_vs_{STREAMING_REFERENCE}_ci"],
+                                      row[f"{key}_vs_{STREAMING_REFERENCE}_wins"], row["n_seeds"])
+                      for key in ("aubc", "linear_aubc")]
+        cells += ["{:.3f} ± {:.3f}".format(*row["query_time"]), "{:.3f} ± {:.3f}".format(*row["update_time"]),
+                  "{:.2f} ± {:.2f}".format(*row["fit_time"])]
+        lines.append(cells)
+    return markdown_table(header, lines)
+
+
+def _plot_mean_band(axes, n_labeled, scores, label, marker):
+    """Plot the mean of ``scores`` (seeds x points) over ``n_labeled`` with a ±1 standard deviation band."""
+    mean = scores.mean(axis=0)
+    std = scores.std(axis=0, ddof=1) if scores.shape[0] > 1 else np.zeros_like(mean)
+    (line,) = axes.plot(n_labeled, mean, marker=marker, markersize=3, label=label)
+    axes.fill_between(n_labeled, mean - std, mean + std, color=line.get_color(), alpha=0.15, linewidth=0)
+
+
+def plot_streaming_curves(result, path, title=None):
+    """Write a PNG of a streaming benchmark: the network at the retrains (left), the linearised model (right).
+
+    Parameters
+    ----------
+    result : StreamingResult
+    path : str or path-like
+    title : str or None
+    """
+    config = result.config
+    figure = Figure(figsize=(11, 4.5), layout="constrained")
+    FigureCanvasAgg(figure)
+    network_axes, linear_axes = figure.subplots(1, 2, sharey=True)
+    for name in config.strategies:
+        _plot_mean_band(network_axes, *result.curves(name), name, "o")
+        _plot_mean_band(linear_axes, *result.linear_curves(name), name, None)
+    for axes, what in ((network_axes, "network, at each retrain"), (linear_axes, "linearised model, along the stream")):
+        axes.set_xlabel("labelled examples")
+        axes.set_title(what, fontsize="medium")
+        axes.grid(alpha=0.3)
+    network_axes.set_ylabel("test accuracy")
+    linear_axes.legend(fontsize="small")
+    figure.suptitle(title or f"streaming · {config.dataset} · {config.network} · {config.loss}, "
+                             f"retrain every {result.budget['batch_size']} labels, {len(config.seeds)} seeds")
+    figure.savefig(path, dpi=120)
 
 
 def plot_learning_curves(result, path, title=None):
@@ -107,11 +302,7 @@ def plot_learning_curves(result, path, title=None):
     FigureCanvasAgg(figure)
     axes = figure.add_subplot()
     for name in config.strategies:
-        n_labeled, scores = result.curves(name)
-        mean = scores.mean(axis=0)
-        std = scores.std(axis=0, ddof=1) if scores.shape[0] > 1 else np.zeros_like(mean)
-        (line,) = axes.plot(n_labeled, mean, marker="o", markersize=3, label=name)
-        axes.fill_between(n_labeled, mean - std, mean + std, color=line.get_color(), alpha=0.15, linewidth=0)
+        _plot_mean_band(axes, *result.curves(name), name, "o")
     axes.set_xlabel("labelled examples")
     axes.set_ylabel("test accuracy")
     axes.set_title(title or f"{config.dataset} · {config.network} · {config.loss}, {len(config.seeds)} seeds")
@@ -136,7 +327,9 @@ def write_report(result, out_dir, command=None):
 
     Parameters
     ----------
-    result : BenchmarkResult
+    result : BenchmarkResult or StreamingResult
+        A streaming result gets :func:`summarize_streaming`'s table and
+        :func:`plot_streaming_curves`'s plot.
     out_dir : str or path-like
         Created if missing.
     command : str or None
@@ -149,13 +342,14 @@ def write_report(result, out_dir, command=None):
         table) and the paths ``"table_path"``, ``"plot_path"``, ``"json_path"``.
     """
     os.makedirs(out_dir, exist_ok=True)
-    summary = summarize(result)
-    table = format_table(summary)
+    streaming = isinstance(result, StreamingResult)
+    summary = summarize_streaming(result) if streaming else summarize(result)
+    table = format_streaming_table(summary) if streaming else format_table(summary)
     paths = {name: os.path.join(out_dir, name) for name in ("table.md", "learning_curves.png", "results.json")}
     heading = f"{result.dataset_description}; network {result.config.network}, loss {result.config.loss}."
     with open(paths["table.md"], "w", encoding="utf-8") as handle:
         handle.write(heading + "\n\n" + (f"Command: `{command}`\n\n" if command else "") + table + "\n")
-    plot_learning_curves(result, paths["learning_curves.png"])
+    (plot_streaming_curves if streaming else plot_learning_curves)(result, paths["learning_curves.png"])
     document = {"command": command, "environment": environment(), "summary": summary, **result.to_dict()}
     with open(paths["results.json"], "w", encoding="utf-8") as handle:
         json.dump(document, handle, indent=1)

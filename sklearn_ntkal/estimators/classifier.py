@@ -71,7 +71,9 @@ class JaxNetClassifier(ClassifierMixin, BaseEstimator):
         (an ``input_shape``, NHWC arrays or an image preset), else
         ``"feature"``; ``False``: none.
     warm_start : bool, default=False
-        Continue from the current parameters on the next ``fit``.
+        Continue from the current parameters on the next ``fit``, with a fresh
+        optimiser state and ``epochs`` more epochs (each active-learning round
+        of both papers); ``partial_fit`` always keeps the optimiser state.
     random_state : int, RandomState or None
         Seeds initialisation, shuffling and validation splits.
     verbose : bool, default=False
@@ -138,6 +140,7 @@ class JaxNetClassifier(ClassifierMixin, BaseEstimator):
         X, y = self._validate_xy(X, y, reset=not fitted)
         if fitted:
             targets = self._encode(y)
+            self._opt_state = self._optimizer().init(self.params_)
         else:
             self.classes_ = unique_labels(y)
             targets = self._encode(y)
