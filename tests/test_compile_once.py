@@ -68,12 +68,13 @@ def test_refits_with_new_constants_compile_nothing(digits):
     assert counts == [0, 0, 0]
 
 
-def test_predictions_on_a_shrinking_pool_compile_nothing(digits):
+def test_predictions_on_a_shrinking_pool_compile_only_when_it_crosses_a_bucket(digits):
+    """Pools of 1000 down to 897 rows share the 1024-row bucket; 896 rows move to the next one down."""
     X_train, _, y_train, _ = digits
     clf = _classifier().fit(X_train[:100], y_train[:100])
     clf.predict_proba(X_train[:1000])
-    counts = [compilations(clf.predict_proba, X_train[:n])[0] for n in (990, 950, 900, 800)]
-    assert counts == [0, 0, 0, 0]
+    counts = [compilations(clf.predict_proba, X_train[:n])[0] for n in (990, 950, 900, 897, 896, 850)]
+    assert counts == [0, 0, 0, 0, 1, 0]
 
 
 def test_chunked_padded_outputs_equal_one_pass(mse_net, digits):

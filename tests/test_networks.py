@@ -5,6 +5,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from sklearn_ntkal.engine import empirical_ntk
+from sklearn_ntkal.jax_compat import enable_x64
+from sklearn_ntkal.networks import BatchNorm, Network, Reshape, Serial, resnet18
 from sklearn_ntkal.networks.layers import AvgPool, Conv
 
 
@@ -30,3 +33,63 @@ def test_conv_patches_times_kernel_is_the_convolution(kernel_size, strides, padd
     patches = layer.patches(x)
     out = jnp.matmul(patches, w.reshape(-1, 4), precision=jax.lax.Precision.HIGHEST)
     np.testing.assert_allclose(out.reshape(expected.shape), expected, rtol=1e-5, atol=1e-5)
+
+
+def _trained_resnet():
+    """A quarter-width ResNet-18 on 8x8 inputs whose running statistics have moved away from their start."""
+    net = Network(Serial(Reshape((8, 8, 1)), resnet18(3, base_channels=4)))
+    _, params, net = net.initialize(jax.random.PRNGKey(0), (-1, 64))
+    x = np.random.default_rng(0).normal(size=(6, 64)).astype(np.float32)
+    for _ in range(3):
+        _, net = net.apply_train(params, x * 2 + 1, jnp.ones(6))
+    return net, params, x
+
+
+def test_batchnorm_resnet_structured_kernel_is_the_explicit_jacobian_product():
+    """BatchNorm in inference mode; only its scale and offset are differentiated, never its statistics."""
+    net, params, x = _trained_resnet()
+    with enable_x64():
+        p64, n64 = (jax.tree_util.tree_map(lambda a: jnp.asarray(a, jnp.float64), t) for t in (params, net))
+        x64 = x.astype(np.float64)
+        jac = jax.jacrev(lambda p: n64(p, x64))(p64)
+        J = jnp.concatenate([leaf.reshape(6, 3, -1) for leaf in jax.tree_util.tree_leaves(jac)], axis=-1)
+        explicit = np.asarray(jnp.einsum("iap,jbp->ijab", J, J))
+        ours = empirical_ntk(n64, p64, x64, kind="full", implementation="structured", float64=True)
+    np.testing.assert_allclose(ours, explicit, rtol=0, atol=1e-10 * np.abs(explicit).max())
+
+
+def test_batchnorm_statistics_leave_out_masked_rows_and_are_not_parameters():
+    layer = BatchNorm(momentum=0.5)
+    _, params, layer = layer.initialize(None, (-1, 3))
+    x = np.random.default_rng(1).normal(size=(5, 3)).astype(np.float32)
+    padded = np.concatenate([x, np.full((3, 3), 100.0, np.float32)])
+    y_real, real = layer.apply_train(params, x, jnp.ones(5))
+    y_padded, masked = layer.apply_train(params, padded, jnp.asarray([1.0] * 5 + [0.0] * 3))
+    np.testing.assert_allclose(y_padded[:5], y_real, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(masked.mean, 0.5 * x.mean(0), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(masked.var, 0.5 + 0.5 * x.var(0), rtol=1e-5, atol=1e-6)
+    assert len(jax.tree_util.tree_leaves(params)) == 2
+    one_by_one = np.concatenate([masked.apply(params, row[None]) for row in x])
+    np.testing.assert_allclose(one_by_one, masked.apply(params, x), rtol=1e-6)
+
+
+def test_flax_batchnorm_statistics_are_state_updated_in_training_only(digits):
+    nn = pytest.importorskip("flax.linen")
+    from sklearn_ntkal import JaxNetClassifier
+
+    class Net(nn.Module):
+        @nn.compact
+        def __call__(self, x, train=False):
+            x = nn.relu(nn.BatchNorm(use_running_average=not train)(nn.Dense(16)(x)))
+            return nn.Dense(10)(x)
+
+    X_train, X_test, y_train, _ = digits
+    clf = JaxNetClassifier(network=Net(), epochs=3, random_state=0).fit(X_train[:200], y_train[:200])
+    layer = clf.network_.layer.layers[1]
+    assert "batch_stats" not in clf.params_[1] and set(layer.state) == {"batch_stats"}
+    stats = layer.state["batch_stats"]["BatchNorm_0"]
+    assert not np.allclose(stats["mean"], 0.0) and not np.allclose(stats["var"], 1.0)
+    before = jax.tree_util.tree_leaves(stats)
+    clf.predict(X_test)
+    assert all(a is b for a, b in zip(before, jax.tree_util.tree_leaves(layer.state["batch_stats"]["BatchNorm_0"])))
+    np.testing.assert_allclose(clf.decision_function(X_test[:1]), clf.decision_function(X_test[:7])[:1], rtol=1e-5)

@@ -1,7 +1,14 @@
 """Derivatives of a network's linear layers, read from its tape: output cotangents and per-sample weight gradients.
 
-A tapped layer offers two things (the tape protocol): ``layer.patches(inputs)``,
-its per-sample, per-position inputs (n, S, P), and ``layer.use_bias``.
+A tapped layer offers its structured derivative rule in one of two ways (the
+tape protocol):
+
+- a product with its weights, ``y = patches(x) W (+ b)``: ``layer.patches(inputs)``
+  gives the per-sample, per-position inputs (n, S, P) and ``layer.use_bias``
+  says whether the second parameter is a bias (dense and convolution layers);
+- anything else linear in its parameters: ``layer.per_sample_gradients(inputs,
+  deltas)`` gives the per-sample gradients (n, K, P) for K output directions
+  (e.g. the scale and offset of a normalisation layer).
 """
 
 from __future__ import annotations
@@ -39,6 +46,11 @@ def linear_pullback(network, params, x):
     return outputs, records, inputs, lambda cotangent: vjp(cotangent)[0]
 
 
+def is_product(layer):
+    """Whether a tapped layer is a product ``patches(x) W (+ b)`` with its weights (it offers ``patches``)."""
+    return hasattr(layer, "patches")
+
+
 def weight_gradients(layer, inputs, deltas):
     """Per-sample weight gradients ``sum_s patch_s^T delta_s`` for K output directions, shape (n, K, O * P).
 
@@ -54,11 +66,14 @@ def weight_gradients(layer, inputs, deltas):
 
 
 def parameter_gradients(layer, inputs, deltas):
-    """Per-sample gradients of a linear layer's weights, and bias if it has one, joined: (n, K, O * P [+ O]).
+    """Per-sample gradients of a tapped layer's parameters, joined: (n, K, P).
 
-    ``deltas`` as for :func:`weight_gradients`; the bias gradient is the sum
-    of the cotangents over output positions.
+    For a product layer, its weights' (:func:`weight_gradients`) and its
+    bias' if it has one, the sum of the cotangents over output positions;
+    ``deltas`` as for :func:`weight_gradients`. Other layers give their own.
     """
+    if not is_product(layer):
+        return layer.per_sample_gradients(inputs, deltas)
     grads = weight_gradients(layer, inputs, deltas)
     if not layer.use_bias:
         return grads

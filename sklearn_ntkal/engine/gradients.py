@@ -40,7 +40,7 @@ from jax import lax
 from jax.flatten_util import ravel_pytree
 
 from .budget import padded_chunks, rows_within
-from .derivatives import linear_pullback, parameter_gradients
+from .derivatives import is_product, linear_pullback, parameter_gradients
 from .forward import activation_elements, map_rows
 from .losses import per_sample_loss, pseudo_labels, residuals
 from .pytrees import as_argument
@@ -168,15 +168,15 @@ class LayerGradients:
 
 
 def _layer_factors(layer, layer_params, a, delta):
-    """``(a~, delta)`` for a layer on flat inputs (one position per sample), else ``(per-sample [weight, bias] gradients,)``."""
+    """``(a~, delta)`` for a product layer on flat inputs (one position per sample), else ``(per-sample [weight, bias] gradients,)``."""
     has_bias = len(layer_params) > 1
-    if a.ndim == 2:
+    if a.ndim == 2 and is_product(layer):
         return (jnp.concatenate([a, jnp.ones_like(a[:, :1])], axis=1) if has_bias else a, delta)
     return (parameter_gradients(layer, a, delta[:, None])[:, 0],)
 
 
 def tape_covers_parameters(network, params, sample_shape, dtype):
-    """Whether ``network``'s tape records every parameter exactly once, in layers that offer ``patches``.
+    """Whether ``network``'s tape records every parameter exactly once, in layers with a derivative rule.
 
     Then :class:`LayerGradients` covers all parameters; otherwise (layers
     without a tape, shared weights, non-Network ``apply_fn``) use
@@ -193,7 +193,7 @@ def tape_covers_parameters(network, params, sample_shape, dtype):
 
     seen = jax.eval_shape(taped, params, jax.ShapeDtypeStruct((1,) + tuple(sample_shape), dtype))
     leaves = jax.tree_util.tree_leaves
-    return (all(hasattr(layer, "patches") for layer in layers)
+    return (all(is_product(layer) or hasattr(layer, "per_sample_gradients") for layer in layers)
             and sum(leaf.size for leaf in leaves(seen)) == sum(leaf.size for leaf in leaves(params)))
 
 

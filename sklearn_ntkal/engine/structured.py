@@ -15,7 +15,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from .derivatives import linear_pullback, parameter_gradients
+from .derivatives import is_product, linear_pullback, parameter_gradients
 from .pairing import _HIGHEST, directions, finish, pair, scale_block
 
 
@@ -23,11 +23,12 @@ def plan(network, params, sample_shape, dtype):
     """Static description of the linear layers: one rule each, and per-sample sizes for chunking.
 
     Rules are hashable ``(rule, out_dim, use_bias)`` triples, in call order,
-    so that they can be static arguments of compiled functions. The rule is ``"output"`` for a
-    layer on flat inputs whose output is the network's output (its
-    cotangents are the output directions themselves, the same for every
-    sample), ``"dense"`` for other layers on flat inputs (one position per
-    sample: the gradient is an outer product) and ``"grad"`` for the rest.
+    so that they can be static arguments of compiled functions. The rule is
+    ``"output"`` for a product layer (see :mod:`.derivatives`) on flat
+    inputs whose output is the network's output (its cotangents are the
+    output directions themselves, the same for every sample), ``"dense"``
+    for other product layers on flat inputs (one position per sample: the
+    gradient is an outer product) and ``"grad"`` for the rest.
     Sizes are ``(inputs, outputs, weights, input patches)`` in elements per
     sample.
     """
@@ -35,14 +36,14 @@ def plan(network, params, sample_shape, dtype):
 
     def run(p, z):
         out, records = network.apply_tapped(p, z)
-        captured[:] = [(r[3] is out, r[0].use_bias) for r in records]
-        return [(r[2], r[3], r[1][0], r[0].patches(r[2])) for r in records]
+        captured[:] = [(r[3] is out, is_product(r[0]), getattr(r[0], "use_bias", False)) for r in records]
+        return [(r[2], r[3], r[1][0], r[0].patches(r[2]) if is_product(r[0]) else r[2]) for r in records]
 
     one = jax.ShapeDtypeStruct((1,) + tuple(sample_shape), dtype)
     shapes = jax.eval_shape(run, params, one)
     rules = []
-    for (is_output, use_bias), (a, out, _, _) in zip(captured, shapes):
-        rule = ("output" if is_output else "dense") if a.ndim == 2 else "grad"
+    for (is_output, product, use_bias), (a, out, _, _) in zip(captured, shapes):
+        rule = ("output" if is_output else "dense") if product and a.ndim == 2 else "grad"
         rules.append((rule, out.shape[-1], bool(use_bias)))
     return tuple(rules), [(a.size, out.size, w.size, patches.size) for a, out, w, patches in shapes]
 

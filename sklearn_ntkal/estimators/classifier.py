@@ -20,7 +20,7 @@ from ..engine.forward import outputs
 from ..networks import Network, Reshape, Serial, Standardize, resolve_layer
 from .training import make_optimizer, run_epoch
 
-_IMAGE_PRESETS = ("cnn", "wide_resnet")
+_IMAGE_PRESETS = ("cnn", "wide_resnet", "resnet18")
 
 
 class JaxNetClassifier(ClassifierMixin, BaseEstimator):
@@ -37,7 +37,7 @@ class JaxNetClassifier(ClassifierMixin, BaseEstimator):
     Parameters
     ----------
     network : str, Layer, (init_fn, apply_fn) pair, Flax or Equinox module, default="mlp"
-        ``"mlp"``, ``"cnn"`` or ``"wide_resnet"`` (built-in, with structured NTK
+        ``"mlp"``, ``"cnn"``, ``"wide_resnet"`` or ``"resnet18"`` (built-in, with structured NTK
         rules), or a user network in the stax convention; see
         :func:`sklearn_ntkal.networks.resolve_layer`. A user network must
         output one value per class.

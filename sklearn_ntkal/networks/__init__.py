@@ -3,6 +3,7 @@
 from .adapters import resolve_layer
 from .layers import (
     AvgPool,
+    BatchNorm,
     Conv,
     Dense,
     External,
@@ -18,10 +19,10 @@ from .layers import (
     Tanh,
 )
 from .network import Network
-from .architectures import PRESETS, cnn, mlp, wide_resnet
+from .architectures import PRESETS, cnn, mlp, resnet18, wide_resnet
 
 __all__ = [
-    "AvgPool", "Conv", "Dense", "External", "Flatten", "Gelu", "GlobalAvgPool", "Layer", "Network",
+    "AvgPool", "BatchNorm", "Conv", "Dense", "External", "Flatten", "Gelu", "GlobalAvgPool", "Layer", "Network",
     "PRESETS", "Relu", "Reshape", "Residual", "Serial", "Standardize", "Tanh", "cnn", "mlp",
-    "resolve_layer", "wide_resnet",
+    "resnet18", "resolve_layer", "wide_resnet",
 ]

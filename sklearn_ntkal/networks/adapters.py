@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import copy
+import inspect
+
 import jax
 import jax.numpy as jnp
 
@@ -10,22 +13,67 @@ from .architectures import PRESETS
 
 
 class _FlaxModule(External):
-    """A Flax ``nn.Module``: parameters are its variables, applied in inference mode."""
+    """A Flax ``nn.Module``: its ``"params"`` collection is the parameters, every other collection is state.
+
+    State (BatchNorm's ``"batch_stats"``) is a pytree leaf of the layer, never
+    differentiated: updated in training mode (the module is applied with
+    those collections mutable and ``train=True``) and used as it is for
+    predictions, kernels and gradients (``train=False``). A module with
+    state must take a ``train`` (or ``training``) argument to switch its
+    BatchNorm between the two.
+    """
+
+    _children = ("state",)
 
     def __init__(self, module):
         self.module = module
+        call = inspect.signature(type(module).__call__).parameters
+        self.train_argument = next((name for name in ("train", "training") if name in call), None)
+        self.state = None
+
+    def _mode(self, train):
+        return {} if self.train_argument is None else {self.train_argument: train}
 
     def init(self, key, input_shape):
-        variables = self.module.init(key, jnp.zeros((1,) + tuple(input_shape[1:])))
-        out = jax.eval_shape(self.module.apply, variables, jnp.zeros((1,) + tuple(input_shape[1:])))
-        return (input_shape[0],) + out.shape[1:], variables
+        return self.initialize(key, input_shape)[:2]
+
+    def initialize(self, key, input_shape):
+        x = jnp.zeros((1,) + tuple(input_shape[1:]))
+        variables = dict(self.module.init(key, x, **self._mode(False)))
+        params = variables.pop("params", {})
+        if variables and self.train_argument is None:
+            raise ValueError(f"the Flax module has state ({sorted(variables)}) but its __call__ takes no 'train' "
+                             "argument, so BatchNorm cannot be switched between training and inference")
+        layer = self._with_state(variables)
+        out = jax.eval_shape(layer.apply, params, x)
+        return (input_shape[0],) + out.shape[1:], params, layer
+
+    def _with_state(self, state):
+        layer = copy.copy(self)
+        layer.state = state
+        return layer
 
     def apply(self, params, x, tape=None):
-        return self.module.apply(params, x)
+        return self.module.apply({"params": params, **(self.state or {})}, x, **self._mode(False))
+
+    def apply_train(self, params, x, mask):
+        if not self.state:
+            return self.apply(params, x), self
+        y, state = self.module.apply({"params": params, **self.state}, x, mutable=list(self.state),
+                                     **self._mode(True))
+        return y, self._with_state(dict(state))
 
 
 class _EquinoxModule(External):
-    """An Equinox module mapping one sample to outputs: arrays are parameters, the rest is static."""
+    """An Equinox module mapping one sample to outputs: arrays are parameters, the rest is static.
+
+    The static part is compared by identity where it holds objects (an
+    activation's ``custom_jvp``), so a deep copy of the module (as
+    ``sklearn.base.clone`` makes) compiles its programs again; refits of one
+    estimator, as in a modAL loop, do not.
+    """
+
+    _children = ("params0",)
 
     def __init__(self, model):
         import equinox as eqx
@@ -64,7 +112,7 @@ def resolve_layer(network, n_outputs, network_kwargs=None):
     Parameters
     ----------
     network : str, Layer, tuple, Flax module or Equinox module
-        A preset name (``"mlp"``, ``"cnn"``, ``"wide_resnet"``), a
+        A preset name (``"mlp"``, ``"cnn"``, ``"wide_resnet"``, ``"resnet18"``), a
         :class:`~sklearn_ntkal.networks.layers.Layer`, an ``(init_fn, apply_fn)``
         pair in the stax convention (a ``neural_tangents.stax`` triple works:
         its kernel function is ignored), a ``flax.linen.Module`` or an

@@ -1,8 +1,8 @@
-"""Built-in networks: MLP, small CNN and a WideResNet-style net, all with structured NTK rules."""
+"""Built-in networks: MLP, small CNN, a WideResNet-style net and a ResNet-18 with BatchNorm, all with structured NTK rules."""
 
 from __future__ import annotations
 
-from .layers import AvgPool, Conv, Dense, Flatten, Gelu, GlobalAvgPool, Relu, Residual, Serial, Tanh
+from .layers import AvgPool, BatchNorm, Conv, Dense, Flatten, Gelu, GlobalAvgPool, Relu, Residual, Serial, Tanh
 
 _ACTIVATIONS = {"relu": Relu, "tanh": Tanh, "gelu": Gelu}
 
@@ -111,4 +111,47 @@ def wide_resnet(n_outputs, depth=10, width=2, base_channels=16, output_scale=OUT
     return Serial(*layers, Relu(), GlobalAvgPool(), Dense(n_outputs, True, output_scale))
 
 
-PRESETS = {"mlp": mlp, "cnn": cnn, "wide_resnet": wide_resnet}
+def _basic_block(in_channels, channels, strides):
+    branch = Serial(Conv(channels, (3, 3), strides, use_bias=False), BatchNorm(), Relu(),
+                    Conv(channels, (3, 3), use_bias=False), BatchNorm())
+    needs_projection = strides != (1, 1) or in_channels != channels
+    shortcut = Serial(Conv(channels, (1, 1), strides, use_bias=False), BatchNorm()) if needs_projection else None
+    return Serial(Residual(branch, shortcut), Relu())
+
+
+def resnet18(n_outputs, base_channels=64, output_scale=OUTPUT_SCALE):
+    """ResNet-18 with BatchNorm (He et al., 2016) in the CIFAR form the NTK look-ahead paper trains.
+
+    A 3x3 convolution, BatchNorm and ReLU, then four stages of two basic
+    blocks (two 3x3 convolutions with BatchNorm, an identity or projected
+    shortcut, ReLU after the sum) with ``base_channels * (1, 2, 4, 8)``
+    channels, the last three halving the resolution; global average pooling
+    and a dense output layer. BatchNorm uses minibatch statistics in
+    training and its running statistics everywhere else (predictions,
+    kernels, gradients); only its scale and offset are parameters.
+
+    Parameters
+    ----------
+    n_outputs : int
+    base_channels : int, default=64
+        64 is the paper's network; 16 is a quarter-width version that trains
+        in minutes on a CPU.
+    output_scale : float, default=0.1
+        Factor on the initial output-layer weights; see :func:`mlp`.
+
+    Returns
+    -------
+    Serial
+    """
+    layers = [Conv(base_channels, (3, 3), use_bias=False), BatchNorm(), Relu()]
+    in_channels = base_channels
+    for stage, factor in enumerate((1, 2, 4, 8)):
+        channels = base_channels * factor
+        for block in range(2):
+            strides = (2, 2) if stage > 0 and block == 0 else (1, 1)
+            layers.append(_basic_block(in_channels, channels, strides))
+            in_channels = channels
+    return Serial(*layers, GlobalAvgPool(), Dense(n_outputs, True, output_scale))
+
+
+PRESETS = {"mlp": mlp, "cnn": cnn, "wide_resnet": wide_resnet, "resnet18": resnet18}

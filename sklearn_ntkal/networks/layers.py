@@ -242,6 +242,79 @@ class Standardize(Layer):
         return (x - self.mean.astype(x.dtype)) / self.scale.astype(x.dtype)
 
 
+class BatchNorm(Layer):
+    """Batch normalisation over the last (channel) axis (Ioffe & Szegedy, ICML 2015).
+
+    ``y = (x - mu) / sqrt(var + epsilon) * gamma + beta`` with parameters
+    ``(gamma, beta)``. In training mode (:meth:`apply_train`) ``mu, var`` are
+    the statistics of the minibatch, over every axis but the channels and the
+    rows where the mask is 1, and the running statistics move towards them by
+    ``1 - momentum``; in inference mode (:meth:`apply`, which predictions,
+    kernels and gradients use) they are the running statistics, which are
+    pytree leaves of the layer, never parameters: only ``gamma`` and ``beta``
+    are differentiated (the statistics are the trap METHODS.md warns of).
+
+    For the tape it is linear in its parameters with its own rule: per
+    sample, ``d <delta, y> / d gamma = sum_s x^_s * delta_s`` and
+    ``d <delta, y> / d beta = sum_s delta_s`` over positions ``s``, with
+    ``x^`` the normalised input.
+
+    Parameters
+    ----------
+    momentum : float, default=0.9
+    epsilon : float, default=1e-5
+    """
+
+    _children = ("mean", "var")
+
+    def __init__(self, momentum=0.9, epsilon=1e-5):
+        self.momentum = float(momentum)
+        self.epsilon = float(epsilon)
+        self.mean = None
+        self.var = None
+
+    def init(self, key, input_shape):
+        channels = input_shape[-1]
+        return input_shape, (jnp.ones(channels), jnp.zeros(channels))
+
+    def initialize(self, key, input_shape):
+        out_shape, params = self.init(key, input_shape)
+        layer = _unflatten_layer(BatchNorm, _flatten_layer(self)[1],
+                                 (np.zeros(input_shape[-1], np.float32), np.ones(input_shape[-1], np.float32)))
+        return out_shape, params, layer
+
+    def _normalise(self, x, mean, var):
+        return (x - mean.astype(x.dtype)) * jax.lax.rsqrt(var.astype(x.dtype) + self.epsilon)
+
+    def apply(self, params, x, tape=None):
+        if self.mean is None:
+            raise ValueError("this BatchNorm has no running statistics yet: initialise the network with "
+                             "initialize() (which returns the network with them), not init_fn()")
+        normalised = self._normalise(x, self.mean, self.var)
+        y = normalised * params[0] + params[1]
+        return y if tape is None else tape.linear(self, params, normalised, y)
+
+    def apply_train(self, params, x, mask):
+        axes = tuple(range(x.ndim - 1))
+        weights = jnp.broadcast_to(mask.reshape((-1,) + (1,) * (x.ndim - 1)), x.shape[:-1] + (1,))
+        count = jnp.maximum(jnp.sum(weights), 1.0)
+        mean = jnp.sum(x * weights, axis=axes) / count
+        var = jnp.sum(jnp.square(x - mean) * weights, axis=axes) / count
+        updated = _unflatten_layer(BatchNorm, _flatten_layer(self)[1], (
+            self.momentum * self.mean + (1.0 - self.momentum) * jax.lax.stop_gradient(mean),
+            self.momentum * self.var + (1.0 - self.momentum) * jax.lax.stop_gradient(var)))
+        return self._normalise(x, mean, var) * params[0] + params[1], updated
+
+    def per_sample_gradients(self, normalised, deltas):
+        """Per-sample gradients ``[sum_s x^_s delta_s, sum_s delta_s]`` (n, K, 2 C) for K output directions.
+
+        ``deltas`` are the output cotangents with a direction axis second, (n, K, ..., C).
+        """
+        positions = tuple(range(2, deltas.ndim - 1))
+        scale = jnp.sum(deltas * normalised[:, None], axis=positions)
+        return jnp.concatenate([scale, jnp.sum(deltas, axis=positions)], axis=-1)
+
+
 class AvgPool(Layer):
     """Average pooling over non-overlapping ``window`` patches of NHWC inputs (trailing rows and columns dropped).
 
