@@ -1,10 +1,11 @@
-"""MkDocs hooks: serve MathJax from the installed django-static-mathjax package and keep every page free of remote assets."""
+"""MkDocs hooks: MathJax from the docs extra, docstrings' Sphinx roles shown as code, no page loading remote assets."""
 
 from __future__ import annotations
 
 import html.parser
 import importlib.util
 import pathlib
+import re
 
 from mkdocs.plugins import get_plugin_logger
 from mkdocs.structure.files import File
@@ -18,11 +19,12 @@ MATHJAX_DEST = "assets/mathjax"
 _FETCHED = {"script": "src", "link": "href", "img": "src", "iframe": "src", "source": "src", "embed": "src",
             "video": "src", "audio": "src", "object": "data"}
 # The <link> relations that make the browser fetch (a canonical or alternate link does not).
-_LINK_FETCHES = {"stylesheet", "icon", "preload", "modulepreload", "preconnect", "prefetch", "dns-prefetch", "manifest"}
+_LINK_FETCHES = {"stylesheet", "icon", "preload", "modulepreload", "preconnect", "prefetch", "dns-prefetch",
+                 "manifest"}
 
 
 def _mathjax_root() -> pathlib.Path:
-    """MathJax 3's folder (its ``es5`` build and licence) inside the django-static-mathjax package of the docs extra."""
+    """MathJax 3's folder (its ``es5`` build and licence) in the docs extra's django-static-mathjax package."""
     spec = importlib.util.find_spec("mathjax")
     root = None
     if spec is not None and spec.submodule_search_locations:
@@ -58,6 +60,15 @@ class _RemoteAssets(html.parser.HTMLParser):
         url = (attrs.get(_FETCHED.get(tag, "")) or "").strip()
         if url.lower().startswith(("http:", "https:", "//")):
             self.urls.append(f"<{tag}> {url}")
+
+
+# A Sphinx cross-reference role in a numpydoc docstring, as mkdocstrings renders it: ":class:<code>~a.b.C</code>".
+_SPHINX_ROLE = re.compile(r":(?:py:)?(?:class|func|meth|attr|data|const|mod|obj|exc):<code>(~?)\.?([^<]*)</code>")
+
+
+def on_page_content(html_text, page, config, files):
+    """Show the docstrings' Sphinx roles as code: ``:func:`~a.b.c``` as ``c``, ``:func:`a.b.c``` as ``a.b.c``."""
+    return _SPHINX_ROLE.sub(lambda m: f"<code>{m[2].rsplit('.', 1)[-1] if m[1] else m[2]}</code>", html_text)
 
 
 def on_post_page(output, page, config):
