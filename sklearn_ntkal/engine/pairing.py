@@ -5,7 +5,7 @@ output directions, paired in one of two ways:
 
 - ``"full"``: ``M = I_C``, all pairs of directions: blocks (n1, n2, C, C);
 - ``"trace"``: ``M = I_C``, matching directions averaged: ``sum_c Theta_cc / C``
-  (METHODS.md's class-trace kernel, on the scale of one class's kernel);
+  (the class-trace kernel, on the scale of one class's kernel);
 - ``"pntk"``: ``M = 1 / sqrt(C)`` (one row), the kernel of ``g = sum_c f_c / sqrt(C)``
   (the pseudo-NTK of Mohamadi et al., 2022).
 """

@@ -81,7 +81,8 @@ def wide_resnet(n_outputs, depth=10, width=2, base_channels=16, output_scale=OUT
     Three groups of ``(depth - 4) // 6`` pre-activation residual blocks with
     ``base_channels * width * (1, 2, 4)`` channels; the second and third groups
     halve the resolution. BatchNorm is left out so the network is a pure
-    function of its parameters (METHODS.md: never differentiate BN statistics).
+    function of its parameters; :func:`resnet18` has BatchNorm, its statistics kept
+    as state, never differentiated.
 
     Parameters
     ----------

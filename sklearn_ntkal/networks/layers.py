@@ -252,7 +252,8 @@ class BatchNorm(Layer):
     ``1 - momentum``; in inference mode (:meth:`apply`, which predictions,
     kernels and gradients use) they are the running statistics, which are
     pytree leaves of the layer, never parameters: only ``gamma`` and ``beta``
-    are differentiated (the statistics are the trap METHODS.md warns of).
+    are differentiated (differentiating the statistics as if they were
+    parameters is a known trap of BatchNorm networks' kernels).
 
     For the tape it is linear in its parameters with its own rule: per
     sample, ``d <delta, y> / d gamma = sum_s x^_s * delta_s`` and
