@@ -129,24 +129,30 @@ class BruteForce:
         return np.array(picked), np.array(gains)
 
 
-@pytest.mark.parametrize("net, loss", [("mlp", None), ("mlp_mse", None), ("cnn", None), ("external", "mse")])
+@pytest.mark.parametrize("net, loss", [("mlp", "network"), ("mlp_mse", "network"), ("mlp_mse", "cross_entropy"),
+                                       ("cnn", "network"), ("external", "mse")])
 def test_score_is_gain_in_training_dynamics(fitted, data, net, loss):
     X_S, y_S, X_U = data
     clf = fitted[net]
-    expected = BruteForce(clf, loss or clf.loss, X_S, y_S, X_U).scores()
+    expected = BruteForce(clf, clf.loss if loss == "network" else loss, X_S, y_S, X_U).scores()
     got64 = all_scores(DynamicALQuery(loss=loss, float64=True), clf, X_S, y_S, X_U)
     np.testing.assert_allclose(got64, expected, rtol=1e-9, atol=1e-9 * np.abs(expected).max())
     got32 = all_scores(DynamicALQuery(loss=loss), clf, X_S, y_S, X_U)
     np.testing.assert_allclose(got32, expected, rtol=1e-4, atol=1e-5 * np.abs(expected).max())
 
 
-def test_default_loss_follows_the_classifier(fitted, data):
+def test_default_loss_is_cross_entropy_whatever_the_network(fitted, data):
+    """The paper differentiates cross-entropy; ``loss="network"`` follows the classifier's own loss."""
     X_S, y_S, X_U = data
     clf = fitted["mlp_mse"]
-    np.testing.assert_array_equal(all_scores(DynamicALQuery(), clf, X_S, y_S, X_U),
-                                  all_scores(DynamicALQuery(loss="mse"), clf, X_S, y_S, X_U))
-    assert not np.allclose(all_scores(DynamicALQuery(loss="cross_entropy"), clf, X_S, y_S, X_U),
-                           all_scores(DynamicALQuery(), clf, X_S, y_S, X_U))
+    default = all_scores(DynamicALQuery(), clf, X_S, y_S, X_U)
+    np.testing.assert_array_equal(default, all_scores(DynamicALQuery(loss="cross_entropy"), clf, X_S, y_S, X_U))
+    own = all_scores(DynamicALQuery(loss="network"), clf, X_S, y_S, X_U)
+    np.testing.assert_array_equal(own, all_scores(DynamicALQuery(loss="mse"), clf, X_S, y_S, X_U))
+    assert not np.allclose(default, own)
+    bare = copy.copy(clf)
+    del bare.loss
+    np.testing.assert_array_equal(all_scores(DynamicALQuery(loss="network"), bare, X_S, y_S, X_U), default)
 
 
 def test_last_layer_is_brute_force_on_output_layer(fitted, data):
@@ -236,11 +242,11 @@ def test_greedy_is_brute_force_greedy(fitted, data, net):
     clf = fitted[net]
     picked, gains = BruteForce(clf, clf.loss, X_S, y_S, X_U).greedy(4)
     for budget in (1, 2**30):  # one pass over the pool per step / gradient representations kept
-        positions, scores = DynamicALQuery(selection="greedy", float64=True, memory_budget=budget)(
+        positions, scores = DynamicALQuery(loss="network", selection="greedy", float64=True, memory_budget=budget)(
             learner_of(clf, X_S, y_S), X_U, n_instances=4)
         np.testing.assert_array_equal(positions, picked)
         np.testing.assert_allclose(scores, gains, rtol=1e-9)
-    topk, _ = DynamicALQuery(float64=True)(learner_of(clf, X_S, y_S), X_U, n_instances=4)
+    topk, _ = DynamicALQuery(loss="network", float64=True)(learner_of(clf, X_S, y_S), X_U, n_instances=4)
     assert positions[0] == topk[0]
 
 
@@ -372,6 +378,7 @@ def test_bad_input_errors(labeled, make, error, match):
 
 @pytest.mark.parametrize("params, match", [
     ({"loss": "hinge"}, "loss must be"),
+    ({"loss": None}, "loss must be"),
     ({"parameters": "first_layer"}, "parameters must be"),
     ({"selection": "random"}, "selection must be"),
     ({"form": "hessian"}, "form must be"),

@@ -24,6 +24,7 @@ from ..engine.gradients import (
 from ..jax_compat import enable_x64
 from .base import QueryStrategy
 
+_LOSSES = LOSSES + ("network",)
 _PARAMETERS = ("all", "last_layer")
 _SELECTIONS = ("topk", "greedy")
 _FORMS = ("gradient", "kernel")
@@ -55,9 +56,13 @@ class DynamicALQuery(QueryStrategy):
 
     Parameters
     ----------
-    loss : {None, "cross_entropy", "mse"}, default=None
-        The loss ``l``; ``None`` uses the classifier's own ``loss`` (cross-entropy
-        if it has none). ``"mse"`` is ``0.5 ||f - y||^2`` on one-hot targets.
+    loss : {"cross_entropy", "mse", "network"}, default="cross_entropy"
+        The loss ``l`` differentiated. Cross-entropy whatever loss the network
+        was trained with, as in the paper; ``"mse"`` is ``0.5 ||f - y||^2`` on
+        one-hot targets; ``"network"`` is the classifier's own ``loss``
+        (cross-entropy if it has none). With an MSE network the two differ:
+        ``r = softmax(f) - y^`` is small where the softmax is confident, while
+        ``r = f - y^`` is small where ``f`` is near the one-hot vector.
     parameters : {"all", "last_layer"}, default="all"
         Differentiate every parameter (the paper), or only the last linear
         layer of a :class:`~sklearn_ntkal.networks.Network` (the output layer
@@ -138,7 +143,7 @@ class DynamicALQuery(QueryStrategy):
     requires_network = True
     requires_labeled = True
 
-    def __init__(self, loss=None, parameters="all", selection="topk", form="gradient",
+    def __init__(self, loss="cross_entropy", parameters="all", selection="topk", form="gradient",
                  memory_budget=DEFAULT_MEMORY_BUDGET, float64=False, random_state=None):
         self.loss = loss
         self.parameters = parameters
@@ -176,9 +181,12 @@ class DynamicALQuery(QueryStrategy):
 
     def _check_params(self, clf):
         """Validate the parameters; return the loss to differentiate."""
-        loss = getattr(clf, "loss", "cross_entropy") if self.loss is None else self.loss
+        if self.loss not in _LOSSES:
+            raise ValueError(f"loss must be one of {_LOSSES}, got {self.loss!r}")
+        loss = getattr(clf, "loss", "cross_entropy") if self.loss == "network" else self.loss
         if loss not in LOSSES:
-            raise ValueError(f"loss must be None or one of {LOSSES}, got {loss!r}")
+            raise ValueError(f"loss='network' needs a classifier trained with one of {LOSSES}; "
+                             f"its loss is {loss!r}")
         for name, allowed in (("parameters", _PARAMETERS), ("selection", _SELECTIONS), ("form", _FORMS)):
             if getattr(self, name) not in allowed:
                 raise ValueError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")
