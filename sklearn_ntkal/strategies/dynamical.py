@@ -56,6 +56,30 @@ class DynamicALQuery(QueryStrategy):
     normalised here. The network is used in inference mode (the built-in
     networks have no dropout or BatchNorm); only ``params_`` are differentiated.
 
+    When the alignment term matters. ``g_S`` is the gradient of the training
+    loss on ``S``: it vanishes at a stationary point of the differentiated
+    loss, and the score is then the gradient norm ``||g_x||^2``. Measured on
+    digits (``benchmarks/dynamical_alignment.py``: MLP preset, 100 epochs,
+    900 candidates, 3 seeds; share of the top 50 that dropping the alignment
+    term would change):
+
+    =============  =============  ========  ====  ====  ====  ====  ====
+    network        loss l         |S| = 20  50    100   200   400   800
+    =============  =============  ========  ====  ====  ====  ====  ====
+    cross-entropy  cross-entropy  0.00      0.00  0.00  0.00  0.00  0.00
+    MSE            MSE            0.01      0.01  0.00  0.39  0.61  0.64
+    MSE            cross-entropy  0.57      0.66  0.79  0.81  0.81  0.85
+    =============  =============  ========  ====  ====  ====  ====  ====
+
+    On cross-entropy networks (the paper's setting) the query was the 50
+    largest gradient norms at every size (Spearman correlation of score and
+    ``||g_x||^2`` 0.87-1.00). On MSE networks with their own loss the score
+    is the gradient norm up to 100 labels (Spearman 1.000) and the alignment
+    term decides a third to two thirds of the query from 200 labels. With
+    the default cross-entropy gradients an MSE network is far from a
+    stationary point (its softmax is nearly uniform on ``S``), so the
+    alignment term decides most of the query from 20 labels on.
+
     Parameters
     ----------
     loss : {"cross_entropy", "mse", "network"}, default="cross_entropy"
