@@ -8,6 +8,7 @@ import numbers
 import jax
 import jax.numpy as jnp
 import numpy as np
+from scipy.special import softmax
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.model_selection import train_test_split
 from sklearn.utils import check_random_state
@@ -211,8 +212,7 @@ class JaxNetClassifier(ClassifierMixin, BaseEstimator):
 
     def predict_proba(self, X):
         """``softmax(f(X) / temperature_)`` of shape (n, C), columns in the order of ``classes_``."""
-        logits = jnp.asarray(self._outputs(X)) / self.temperature_
-        return np.asarray(jax.nn.softmax(logits, axis=-1), dtype=np.float64)
+        return softmax(self._outputs(X).astype(np.float64) / self.temperature_, axis=-1)
 
     def predict(self, X):
         """Class labels ``classes_[argmax_c f_c(X)]``."""
