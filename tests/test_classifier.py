@@ -24,7 +24,8 @@ if tuple(int(part) for part in jax.__version__.split(".")[:3]) < (0, 4, 32):
         "position in a batch; the check demands rtol 1e-7, finer than float32 resolution")
 
 
-@parametrize_with_checks([JaxNetClassifier(**FAST)], expected_failed_checks=lambda est: EXPECTED_FAILURES)
+@parametrize_with_checks([JaxNetClassifier(**FAST), JaxNetClassifier(loss="mse", **FAST)],
+                         expected_failed_checks=lambda est: EXPECTED_FAILURES)
 def test_sklearn_estimator_checks(estimator, check):
     check(estimator)
 

@@ -73,16 +73,19 @@ def all_scores(strategy, clf, X_S, y_S, X_U):
     return out
 
 
-def explicit_loss(loss, outputs, targets):
+def explicit_loss(loss, outputs, targets, weights):
     if loss == "cross_entropy":
-        return -jnp.sum(targets * jax.nn.log_softmax(outputs, axis=-1))
-    return 0.5 * jnp.sum((outputs - targets) ** 2)
+        per_sample = -jnp.sum(targets * jax.nn.log_softmax(outputs, axis=-1), axis=-1)
+    else:
+        per_sample = 0.5 * jnp.sum((outputs - targets) ** 2, axis=-1)
+    return jnp.sum(weights * per_sample)
 
 
 class BruteForce:
-    """``G(T) = || grad sum_{(x, t) in T} l ||^2`` by jax.grad of the summed loss over T, in float64.
+    """``G(T) = || grad sum_{(x, t) in T} w_x l ||^2`` by jax.grad of the weighted summed loss over T, in float64.
 
     ``select`` picks the differentiated leaves of the flattened params (all by default).
+    Labelled rows have weight 1; pool rows the weights given to :meth:`G`.
     """
 
     def __init__(self, clf, loss, X_S, y_S, X_U, select=slice(None)):
@@ -101,16 +104,18 @@ class BruteForce:
         leaves[self.select] = selected
         return jax.tree_util.tree_unflatten(self.treedef, leaves)
 
-    def G(self, pool_positions=()):
+    def G(self, pool_positions=(), pool_weights=None):
         rows = np.concatenate([np.arange(N_LABELED), N_LABELED + np.asarray(pool_positions, dtype=int)])
+        pool_weights = np.ones(len(pool_positions)) if pool_weights is None else pool_weights
+        weights = np.concatenate([np.ones(N_LABELED), pool_weights])
         with enable_x64(True):
-            grad = self._grad(self.leaves[self.select], self.X[rows], self.T[rows])
+            grad = self._grad(self.leaves[self.select], self.X[rows], self.T[rows], weights)
             return float(grad @ grad)
 
     @functools.partial(jax.jit, static_argnums=0)
-    def _grad(self, selected, X, T):
+    def _grad(self, selected, X, T, weights):
         def total(selected_):
-            return explicit_loss(self.loss, self.apply_fn(self.tree(selected_), X), T)
+            return explicit_loss(self.loss, self.apply_fn(self.tree(selected_), X), T, weights)
 
         return ravel_pytree(jax.grad(total)(selected))[0]
 
@@ -118,35 +123,46 @@ class BruteForce:
         base = self.G()
         return np.array([self.G([x]) - base for x in range(N_POOL)])
 
-    def greedy(self, k):
+    def greedy(self, k, sign=1.0):
+        """Greedy gains ``G(S, sign Q, x) - G(S, sign Q)``: the exact objective (sign 1) or de-influence (-1).
+
+        With picked points weighted by ``sign``, the gain of ``x`` is
+        ``||g_x||^2 + 2 <g_S + sign g_Q, g_x>``.
+        """
         picked, gains = [], []
         for _ in range(k):
-            current = self.G(picked)
+            current = self.G(picked, sign * np.ones(len(picked)))
             options = [x for x in range(N_POOL) if x not in picked]
-            values = [self.G(picked + [x]) - current for x in options]
+            values = [self.G(picked + [x], np.append(sign * np.ones(len(picked)), 1.0)) - current for x in options]
             picked.append(options[int(np.argmax(values))])
             gains.append(max(values))
         return np.array(picked), np.array(gains)
 
 
-@pytest.mark.parametrize("net, loss", [("mlp", None), ("mlp_mse", None), ("cnn", None), ("external", "mse")])
+@pytest.mark.parametrize("net, loss", [("mlp", "network"), ("mlp_mse", "network"), ("mlp_mse", "cross_entropy"),
+                                       ("cnn", "network"), ("external", "mse")])
 def test_score_is_gain_in_training_dynamics(fitted, data, net, loss):
     X_S, y_S, X_U = data
     clf = fitted[net]
-    expected = BruteForce(clf, loss or clf.loss, X_S, y_S, X_U).scores()
+    expected = BruteForce(clf, clf.loss if loss == "network" else loss, X_S, y_S, X_U).scores()
     got64 = all_scores(DynamicALQuery(loss=loss, float64=True), clf, X_S, y_S, X_U)
     np.testing.assert_allclose(got64, expected, rtol=1e-9, atol=1e-9 * np.abs(expected).max())
     got32 = all_scores(DynamicALQuery(loss=loss), clf, X_S, y_S, X_U)
     np.testing.assert_allclose(got32, expected, rtol=1e-4, atol=1e-5 * np.abs(expected).max())
 
 
-def test_default_loss_follows_the_classifier(fitted, data):
+def test_default_loss_is_cross_entropy_whatever_the_network(fitted, data):
+    """The paper differentiates cross-entropy; ``loss="network"`` follows the classifier's own loss."""
     X_S, y_S, X_U = data
     clf = fitted["mlp_mse"]
-    np.testing.assert_array_equal(all_scores(DynamicALQuery(), clf, X_S, y_S, X_U),
-                                  all_scores(DynamicALQuery(loss="mse"), clf, X_S, y_S, X_U))
-    assert not np.allclose(all_scores(DynamicALQuery(loss="cross_entropy"), clf, X_S, y_S, X_U),
-                           all_scores(DynamicALQuery(), clf, X_S, y_S, X_U))
+    default = all_scores(DynamicALQuery(), clf, X_S, y_S, X_U)
+    np.testing.assert_array_equal(default, all_scores(DynamicALQuery(loss="cross_entropy"), clf, X_S, y_S, X_U))
+    own = all_scores(DynamicALQuery(loss="network"), clf, X_S, y_S, X_U)
+    np.testing.assert_array_equal(own, all_scores(DynamicALQuery(loss="mse"), clf, X_S, y_S, X_U))
+    assert not np.allclose(default, own)
+    bare = copy.copy(clf)
+    del bare.loss
+    np.testing.assert_array_equal(all_scores(DynamicALQuery(loss="network"), bare, X_S, y_S, X_U), default)
 
 
 def test_last_layer_is_brute_force_on_output_layer(fitted, data):
@@ -230,32 +246,36 @@ def test_layer_gradients_of_strided_and_residual_convolutions():
     np.testing.assert_allclose(out[0], out[1], rtol=1e-10)
 
 
+@pytest.mark.parametrize("selection, sign", [("greedy", 1.0), ("deinfluence", -1.0)])
 @pytest.mark.parametrize("net", ["mlp_mse", "external"])
-def test_greedy_is_brute_force_greedy(fitted, data, net):
+def test_sequential_selections_are_brute_force_greedy(fitted, data, net, selection, sign):
     X_S, y_S, X_U = data
     clf = fitted[net]
-    picked, gains = BruteForce(clf, clf.loss, X_S, y_S, X_U).greedy(4)
+    picked, gains = BruteForce(clf, clf.loss, X_S, y_S, X_U).greedy(4, sign)
     for budget in (1, 2**30):  # one pass over the pool per step / gradient representations kept
-        positions, scores = DynamicALQuery(selection="greedy", float64=True, memory_budget=budget)(
+        positions, scores = DynamicALQuery(loss="network", selection=selection, float64=True, memory_budget=budget)(
             learner_of(clf, X_S, y_S), X_U, n_instances=4)
         np.testing.assert_array_equal(positions, picked)
         np.testing.assert_allclose(scores, gains, rtol=1e-9)
-    topk, _ = DynamicALQuery(float64=True)(learner_of(clf, X_S, y_S), X_U, n_instances=4)
+    topk, _ = DynamicALQuery(loss="network", float64=True)(learner_of(clf, X_S, y_S), X_U, n_instances=4)
     assert positions[0] == topk[0]
 
 
-@pytest.mark.parametrize("selection", ["topk", "greedy"])
-def test_gradient_form_equals_kernel_form(fitted, data, selection):
+@pytest.mark.parametrize("net, loss", [("mlp", "cross_entropy"), ("mlp_mse", "network")])
+@pytest.mark.parametrize("selection", ["topk", "greedy", "deinfluence"])
+def test_gradient_form_equals_kernel_form(fitted, data, selection, net, loss):
     X_S, y_S, X_U = data
-    clf = fitted["mlp"]
+    clf = fitted[net]
     for float64, rtol in ((False, 1e-5), (True, 1e-10)):
         if selection == "topk":  # every candidate; kernel blocks of 9 to 15 candidates
-            g = all_scores(DynamicALQuery(float64=float64), clf, X_S, y_S, X_U)
-            k = all_scores(DynamicALQuery(form="kernel", float64=float64, memory_budget=2**20), clf, X_S, y_S, X_U)
+            g = all_scores(DynamicALQuery(loss=loss, float64=float64), clf, X_S, y_S, X_U)
+            k = all_scores(DynamicALQuery(loss=loss, form="kernel", float64=float64, memory_budget=2**20),
+                           clf, X_S, y_S, X_U)
             np.testing.assert_allclose(g, k, rtol=rtol, atol=rtol * np.abs(k).max())
         else:
-            gradient = DynamicALQuery(selection=selection, float64=float64)(learner_of(clf, X_S, y_S), X_U, 5)
-            kernel = DynamicALQuery(selection=selection, form="kernel", float64=float64)(
+            gradient = DynamicALQuery(loss=loss, selection=selection, float64=float64)(
+                learner_of(clf, X_S, y_S), X_U, 5)
+            kernel = DynamicALQuery(loss=loss, selection=selection, form="kernel", float64=float64)(
                 learner_of(clf, X_S, y_S), X_U, 5)
             np.testing.assert_array_equal(gradient[0], kernel[0])
             np.testing.assert_allclose(gradient[1], kernel[1], rtol=rtol)
@@ -263,7 +283,7 @@ def test_gradient_form_equals_kernel_form(fitted, data, selection):
 
 @pytest.mark.parametrize("net, parameters, selection", [
     ("mlp", "all", "topk"), ("mlp", "all", "greedy"), ("mlp", "last_layer", "greedy"),
-    ("cnn", "all", "topk"), ("external", "all", "greedy"),
+    ("cnn", "all", "topk"), ("external", "all", "greedy"), ("external", "all", "deinfluence"),
 ])
 def test_chunked_equals_unchunked(fitted, data, net, parameters, selection):
     X_S, y_S, X_U = data
@@ -372,6 +392,7 @@ def test_bad_input_errors(labeled, make, error, match):
 
 @pytest.mark.parametrize("params, match", [
     ({"loss": "hinge"}, "loss must be"),
+    ({"loss": None}, "loss must be"),
     ({"parameters": "first_layer"}, "parameters must be"),
     ({"selection": "random"}, "selection must be"),
     ({"form": "hessian"}, "form must be"),

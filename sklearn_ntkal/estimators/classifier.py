@@ -18,6 +18,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 from ..engine import LOSSES, bind
 from ..engine.forward import outputs
 from ..networks import Network, Reshape, Serial, Standardize, resolve_layer
+from .calibration import CALIBRATIONS, leave_one_out_temperature
 from .training import make_optimizer, run_epoch
 
 _IMAGE_PRESETS = ("cnn", "wide_resnet", "resnet18")
@@ -28,7 +29,9 @@ class JaxNetClassifier(ClassifierMixin, BaseEstimator):
 
     The network maps inputs to one output per class, ``f(x; theta)`` of shape
     (n, C). It is trained on the loss ``(1/n) sum_i l(f(x_i), y_i)`` with
-    minibatches and an optax optimiser; ``predict_proba`` is ``softmax(f)``.
+    minibatches and an optax optimiser; ``predict_proba`` is
+    ``softmax(f / T)`` with a temperature ``T`` fitted for MSE networks (see
+    ``calibration``) and ``T = 1`` otherwise.
     Any input preprocessing (standardisation, rows reshaped to images) is part
     of the network function, so ``apply_fn(params_, X)`` is exactly what
     ``decision_function`` computes and kernels are always of the model that
@@ -70,6 +73,31 @@ class JaxNetClassifier(ClassifierMixin, BaseEstimator):
         all features, right for pixels; ``"auto"``: ``"global"`` for images
         (an ``input_shape``, NHWC arrays or an image preset), else
         ``"feature"``; ``False``: none.
+    calibration : {"auto", "temperature", None}, default="auto"
+        How ``predict_proba`` turns outputs into probabilities. A network
+        trained with MSE fits outputs near the one-hot targets, whose softmax
+        is nearly uniform (a perfectly fitted point gets ``e / (e + C - 1)``,
+        0.23 with 10 classes). ``"temperature"``: ``softmax(f / T)`` with
+        ``T`` fitted by maximum likelihood on leave-one-out predictions of
+        the network linearised at its initialisation (kernel regression with
+        the pseudo-NTK at the initial weights ``theta_0``)::
+
+            f_{-i}(x_i) = y_i - alpha_i / (K^-1)_ii,
+            K = Theta_0(L, L) + lambda I,   alpha = K^-1 (Y - f_0(X))
+
+        (:func:`~sklearn_ntkal.estimators.calibration.leave_one_out_temperature`;
+        the trained network's own kernel is aligned with the labels it was
+        trained on and would give a temperature far too small). It needs
+        ``loss="mse"``: the leave-one-out predictions are those of an MSE
+        regression. ``"auto"``: ``"temperature"`` for MSE networks and none
+        for cross-entropy ones, which are trained on the likelihood
+        already. ``None``: ``T = 1``. Cost per ``fit`` or ``partial_fit``:
+        one pseudo-NTK of the call's data (at most 2048 evenly spaced rows),
+        one forward pass and one Cholesky factorisation, in float64.
+        When those data cannot identify ``T`` (fewer than two classes, a
+        class with a single row, or a likelihood with its maximum on a bound
+        of ``[1e-3, 1e3]``), ``fit`` sets ``T = 1`` and ``partial_fit``
+        keeps the current ``T``, without an error.
     warm_start : bool, default=False
         Continue from the current parameters on the next ``fit``, with a fresh
         optimiser state and ``epochs`` more epochs (each active-learning round
@@ -90,16 +118,21 @@ class JaxNetClassifier(ClassifierMixin, BaseEstimator):
         the forward pass, kernels and gradients that the linearised model and
         the strategies use, with what they learn about the network by tracing
         it kept, so it is learnt once per fitted state.
+    initial_params_ : pytree of jax arrays
+        The parameters drawn at initialisation (the first fit, or the last fit
+        from scratch); the temperature calibration linearises the network there.
     loss_curve_ : list of float
     n_iter_ : int
         Epochs run by the last fit.
+    temperature_ : float
+        The temperature ``T`` of ``predict_proba``; 1.0 when not calibrated.
     n_features_in_ : int
     """
 
     def __init__(self, network="mlp", network_kwargs=None, input_shape=None, loss="cross_entropy",
                  optimizer="adam", learning_rate=1e-3, weight_decay=0.0, epochs=100, batch_size=64,
                  early_stopping=False, validation_fraction=0.1, n_iter_no_change=10, standardize="auto",
-                 warm_start=False, random_state=None, verbose=False):
+                 calibration="auto", warm_start=False, random_state=None, verbose=False):
         self.network = network
         self.network_kwargs = network_kwargs
         self.input_shape = input_shape
@@ -113,6 +146,7 @@ class JaxNetClassifier(ClassifierMixin, BaseEstimator):
         self.validation_fraction = validation_fraction
         self.n_iter_no_change = n_iter_no_change
         self.standardize = standardize
+        self.calibration = calibration
         self.warm_start = warm_start
         self.random_state = random_state
         self.verbose = verbose
@@ -146,6 +180,7 @@ class JaxNetClassifier(ClassifierMixin, BaseEstimator):
             targets = self._encode(y)
             self._initialize(X)
         self._train(X, targets, self.epochs)
+        self._calibrate(X, y, keep=False)
         return self
 
     def partial_fit(self, X, y, classes=None):
@@ -175,6 +210,7 @@ class JaxNetClassifier(ClassifierMixin, BaseEstimator):
         else:
             targets = self._encode(y)
         self._train(X, targets, 1, early_stopping=False)
+        self._calibrate(X, y, keep=not first)
         return self
 
     def decision_function(self, X):
@@ -183,8 +219,8 @@ class JaxNetClassifier(ClassifierMixin, BaseEstimator):
         return out[:, 1] - out[:, 0] if len(self.classes_) == 2 else out
 
     def predict_proba(self, X):
-        """``softmax(f(X))`` of shape (n, C), columns in the order of ``classes_``."""
-        return softmax(self._outputs(X).astype(np.float64), axis=-1)
+        """``softmax(f(X) / temperature_)`` of shape (n, C), columns in the order of ``classes_``."""
+        return softmax(self._outputs(X).astype(np.float64) / self.temperature_, axis=-1)
 
     def predict(self, X):
         """Class labels ``classes_[argmax_c f_c(X)]``."""
@@ -219,13 +255,13 @@ class JaxNetClassifier(ClassifierMixin, BaseEstimator):
     def __getstate__(self):
         state = dict(self.__dict__)
         state.pop("engine_", None)
-        for name in ("params_", "_opt_state"):
+        for name in ("params_", "_opt_state", "initial_params_"):
             if name in state:
                 state[name] = jax.tree_util.tree_map(np.asarray, state[name])
         return state
 
     def __setstate__(self, state):
-        for name in ("params_", "_opt_state"):
+        for name in ("params_", "_opt_state", "initial_params_"):
             if name in state:
                 state[name] = jax.tree_util.tree_map(jnp.asarray, state[name])
         self.__dict__.update(state)
@@ -244,6 +280,11 @@ class JaxNetClassifier(ClassifierMixin, BaseEstimator):
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
         if not 0.0 < self.validation_fraction < 1.0:
             raise ValueError(f"validation_fraction must be in (0, 1), got {self.validation_fraction!r}")
+        if self.calibration not in CALIBRATIONS:
+            raise ValueError(f"calibration must be one of {CALIBRATIONS}, got {self.calibration!r}")
+        if self.calibration == "temperature" and self.loss != "mse":
+            raise ValueError(f"calibration='temperature' fits the temperature of an MSE network; it needs "
+                             f"loss='mse', got loss={self.loss!r} (use calibration='auto' or None)")
 
     def _validate_xy(self, X, y, reset):
         X, y = validate_data(self, X, y, reset=reset, dtype=np.float32, allow_nd=True, y_numeric=False)
@@ -299,6 +340,7 @@ class JaxNetClassifier(ClassifierMixin, BaseEstimator):
         if tuple(out_shape[1:]) != (n_classes,):
             raise ValueError(f"the network outputs shape {tuple(out_shape[1:])} per sample but there are "
                              f"{n_classes} classes; it must output one value per class")
+        self.initial_params_ = self.params_
         self._opt_state = self._optimizer().init(self.params_)
         self.loss_curve_ = []
 
@@ -332,6 +374,16 @@ class JaxNetClassifier(ClassifierMixin, BaseEstimator):
                     break
         self.network_, self.params_, self._opt_state = network, params, opt_state
         self.engine_ = bind(network, params)
+
+    def _calibrate(self, X, y, keep):
+        """Fit ``temperature_`` on ``(X, y)`` (see ``calibration``); ``keep`` the current one if they cannot."""
+        temperature = None
+        if self.calibration == "temperature" or (self.calibration == "auto" and self.loss == "mse"):
+            temperature = leave_one_out_temperature(self.network_, self.initial_params_, X,
+                                                    np.searchsorted(self.classes_, y), len(self.classes_))
+        if temperature is None:
+            temperature = getattr(self, "temperature_", 1.0) if keep and self.calibration is not None else 1.0
+        self.temperature_ = temperature
 
     def _outputs(self, X):
         check_is_fitted(self, "params_")
