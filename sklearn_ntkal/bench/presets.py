@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 PAPER_STRATEGIES = ("random", "entropy", "margin", "badge", "coreset", "ntk_lookahead", "ntk_lookahead_seq",
-                    "dynamical", "dynamical_greedy")
+                    "dynamical")
 
 PROTOCOL_STRATEGIES = ("random", "entropy", "margin", "badge", "coreset", "ntk_lookahead", "ntk_lookahead_seq",
                        "ntk_lookahead_seq_oracle", "ntk_lookahead_hybrid_oracle", "dynamical")

@@ -70,7 +70,7 @@ STRATEGIES = {
     "dynamical": StrategyEntry(lambda seed: DynamicALQuery(selection="topk", random_state=seed),
                                "dynamicAL: top-k training-dynamics scores (Wang et al., 2022)"),
     "dynamical_greedy": StrategyEntry(lambda seed: DynamicALQuery(selection="greedy", random_state=seed),
-                                      "dynamicAL, greedy with the cross terms kept"),
+                                      "dynamicAL, greedy with the cross terms kept (picks near-duplicates: a negative result)"),
     "retrain_lookahead": StrategyEntry(
         lambda seed: RetrainLookAheadQuery(n_candidates=200, random_state=seed),
         "look-ahead by SGD retraining per candidate, 200 random candidates (the slow reference)"),
