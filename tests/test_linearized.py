@@ -277,6 +277,18 @@ def test_errors(mse_net, data):
         lin.predict(np.full_like(X_L, np.nan))
 
 
+def test_inverse_root_clips_what_rounding_pushed_below_the_ridge():
+    rng = np.random.RandomState(0)
+    vectors, _ = np.linalg.qr(rng.randn(4, 4))
+    healthy = vectors @ np.diag([2.0, 0.5, 0.1, 0.3]) @ vectors.T
+    root = kr.inverse_root(healthy, 1e-3)
+    np.testing.assert_allclose(root.T @ root, np.linalg.inv(healthy + 1e-3 * np.eye(4)), rtol=1e-10)
+    rounded = vectors @ np.diag([2.0, 0.5, 0.0, -3e-6]) @ vectors.T  # PSD up to rounding, one direction below -ridge
+    root = kr.inverse_root(rounded, 1e-6)
+    clipped = vectors @ np.diag(1 / np.array([2.0 + 1e-6, 0.5 + 1e-6, 1e-6, 1e-6])) @ vectors.T
+    np.testing.assert_allclose(root.T @ root, clipped, rtol=1e-8)
+
+
 def test_jitter_recovers_a_singular_kernel():
     K = np.ones((4, 4))
     chol, ridge = kr.ridge_cholesky(K, 0.0)

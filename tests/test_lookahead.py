@@ -376,7 +376,8 @@ def test_label_probabilities_match_the_gaussian_predictive(q):
     centres = mean.reshape(m, n_classes)[index]
     for i, x in enumerate(index):
         rows = kr.sample_rows([x], q)
-        covariance = 0.5 * (np.kron(cols[rows][:, i * q:(i + 1) * q], np.eye(n_classes // q)) + 1e-3 * np.eye(n_classes))
+        own = np.kron(cols[rows][:, i * q:(i + 1) * q], np.eye(n_classes // q))
+        covariance = 0.5 * (own + 1e-3 * np.eye(n_classes))
         reference = softmax((centres[i] + draws @ np.linalg.cholesky(covariance).T) / 0.7).mean(0)
         np.testing.assert_allclose(ours[i], reference, atol=0.03)
         assert np.abs(plug_in[i] - reference).max() > 0.03  # the variance matters here
@@ -404,6 +405,15 @@ def test_default_query_plans_under_two_gib_and_chunks_stay_in_budget(ce_net, dat
     with mock.patch.object(kr.StructuredCovariance, "columns", columns):
         NTKLookAheadQuery(objective="emoc", n_candidates=None, memory_budget=budget).query(X, y, ce_net, 3)
     assert seen and 1 < max(size for size, _ in seen) < len(X_U) and all(used <= budget for _, used in seen)
+
+
+def test_float32_conditioning_on_probabilities_runs(ce_net, data):
+    X_L, y_L, X_U = data
+    X, y = labelled_problem(X_L, y_L, X_U)
+    for budget in (None, 3_000):  # dense and streamed covariance
+        chosen = NTKLookAheadQuery(mode="sequential", float64=False, n_candidates=None, memory_budget=budget,
+                                   random_state=0).query(X, y, ce_net, batch_size=5)
+        assert len(set(chosen)) == 5 and np.all(chosen >= len(X_L))
 
 
 def test_candidate_subset_and_determinism(mse_net, data, digits):

@@ -40,6 +40,7 @@ from .covariance import (
     StructuredCovariance,
     dense_bytes,
     folded_inverse,
+    inverse_root,
     structured_bytes,
     structured_column_bytes,
 )
@@ -49,7 +50,7 @@ from .updates import lookahead, own_blocks, update_mean, variance_reduction
 
 __all__ = [
     "DenseCovariance", "Regression", "StructuredCovariance", "amplitude", "dense_bytes", "extend", "extend_cholesky",
-    "fit", "folded_inverse", "from_rows", "kernel_product", "lookahead", "output_kernel", "own_blocks", "predict",
-    "relative_ridge", "ridge_cholesky", "sample_rows", "softmax_jacobian", "structured_bytes",
-    "structured_column_bytes", "to_rows", "transpose_kernel", "update_mean", "variance_reduction",
+    "fit", "folded_inverse", "from_rows", "inverse_root", "kernel_product", "lookahead", "output_kernel",
+    "own_blocks", "predict", "relative_ridge", "ridge_cholesky", "sample_rows", "softmax_jacobian",
+    "structured_bytes", "structured_column_bytes", "to_rows", "transpose_kernel", "update_mean", "variance_reduction",
 ]

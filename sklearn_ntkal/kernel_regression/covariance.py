@@ -76,6 +76,19 @@ def structured_column_bytes(m, n, q, kernel_size, itemsize):
     return itemsize * (4 * m * q * q + 3 * n * q * q + (m + n) * kernel_size)
 
 
+def inverse_root(own, ridge):
+    """``F^-1`` for a square root ``F F^T = s`` of ``s = own + ridge I``, eigenvalues clipped at ``ridge``.
+
+    ``own`` is a posterior covariance block ``Delta[x, x]``, positive
+    semi-definite in exact arithmetic, so ``s >= ridge I``; rounding (float32,
+    or the null direction of softmax outputs, whose Jacobian sends the ones
+    vector to 0) can push an eigenvalue below that, which the clip undoes.
+    ``s^-1 = F^-T F^-1``.
+    """
+    values, vectors = np.linalg.eigh(own + ridge * np.eye(own.shape[0], dtype=own.dtype))
+    return (vectors / np.sqrt(np.maximum(values, ridge))).T
+
+
 def folded_inverse(chol, factors=None):
     """``M = A^T (G + lambda I)^-1 A`` from the lower Cholesky factor of ``G + lambda I``, in one new matrix.
 
@@ -173,29 +186,17 @@ class StructuredCovariance:
         """Add the candidates ``U[index]`` to the conditioning set (labels play no part in ``Delta``).
 
         With ``r = Theta(S, x) A_x^T`` and ``s = G(x, x) + ridge I - r^T M r``
-        (``= Delta[x, x] + ridge I``), the block inverse gives
+        (``= Delta[x, x] + ridge I``, see :func:`inverse_root`), the block inverse gives
         ``M' = [[M + M r s^-1 r^T M, -M r s^-1 A_x], [-A_x^T s^-1 r^T M, A_x^T s^-1 A_x]]``.
-
-        Raises
-        ------
-        numpy.linalg.LinAlgError
-            When ``s`` is not numerically positive definite (a larger ``ridge`` helps).
         """
         index = np.asarray(index)
         a_b = None if self.factors is None else self.factors[index]
         folded = kernel_product(self.cross[index], self.inverse, a_b)  # (M r)^T
         between, _ = output_kernel(transpose_kernel(self.cross[index]), None, a_b)
         own, _ = output_kernel(self.gram[np.ix_(index, index)], a_b, a_b)
-        schur = own - folded @ between
-        schur.flat[::schur.shape[0] + 1] += self.ridge
-        try:
-            factor = linalg.cholesky(schur, lower=True)
-        except linalg.LinAlgError:
-            raise np.linalg.LinAlgError(f"the posterior variance of candidates {index.tolist()} plus the ridge "
-                                        f"({self.ridge:.3g}) is not positive definite; use a larger ridge")
+        root = inverse_root(own - folded @ between, self.ridge)
         blocks = np.eye(own.shape[0], dtype=own.dtype) if a_b is None else linalg.block_diag(*a_b)
-        half = linalg.solve_triangular(factor, folded, lower=True)
-        corner = linalg.solve_triangular(factor, blocks, lower=True)
+        half, corner = root @ folded, root @ blocks
         n = self.inverse.shape[0]
         inverse = np.empty((n + own.shape[0],) * 2, dtype=self.inverse.dtype)
         step = max(1, _BLOCK_NUMBERS // n)
@@ -254,20 +255,11 @@ class DenseCovariance:
     def condition(self, index):
         """``Delta - Delta[:, x] s_x^-1 Delta[x, :]`` with ``s_x = Delta[x, x] + lambda I``, O((m q)^2 |index| q).
 
-        Raises
-        ------
-        numpy.linalg.LinAlgError
-            When ``s_x`` is not numerically positive definite (a larger ``ridge`` helps).
+        ``s_x^-1`` through :func:`inverse_root`.
         """
         rows = sample_rows(index, self.q)
         cols = self.matrix[:, rows]
-        own = cols[rows] + self.ridge * np.eye(rows.size, dtype=cols.dtype)
-        try:
-            factor = linalg.cholesky(own, lower=True)
-        except linalg.LinAlgError:
-            raise np.linalg.LinAlgError(f"the posterior variance of candidates {np.asarray(index).tolist()} plus "
-                                        f"the ridge ({self.ridge:.3g}) is not positive definite; use a larger ridge")
-        half = linalg.solve_triangular(factor, cols.T, lower=True)
+        half = inverse_root(cols[rows], self.ridge) @ cols.T
         matrix = half.T @ half
         np.subtract(self.matrix, matrix, out=matrix)
         return replace(self, matrix=matrix)

@@ -490,7 +490,7 @@ def _chunk_scores(mean, cols, index, targets, weights, base, points, ridge, ampl
 
 @functools.partial(jax.jit, static_argnames=("q", "per_row"))
 def _chunk_influence(cols, index, weights, ridge, *, q, per_row):
-    """``w(x) sum_u w(u) tr(Cov f~(u))`` removed by x; a row of a scalar kernel on logits covers ``per_row = C`` outputs."""
+    """``w(x) sum_u w(u) tr(Cov f~(u))`` removed by x; a row of a scalar kernel on logits is ``per_row = C`` outputs."""
     return per_row * weights[index] * kr.variance_reduction(cols, index, weights, ridge, q)
 
 
