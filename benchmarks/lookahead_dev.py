@@ -25,13 +25,20 @@ Strategies (``--strategies``):
 - ``prefilter``: the ``--prefilter`` x batch smallest-margin candidates, then sequential MLMOC;
 - ``influence``: label-free influence, sequential.
 
+``--temperature T`` sets ``temperature_ = T`` on every fitted network, a fixed
+stand-in for a fitted calibration: the look-ahead reads probabilities of an
+MSE network's logits as ``softmax(f / T)``, and with ``T = 1`` (no
+calibration) they are nearly uniform. Margin sampling reads ``predict_proba``.
+
     python benchmarks/lookahead_dev.py --quick
     python benchmarks/lookahead_dev.py
+    python benchmarks/lookahead_dev.py --losses mse --strategies margin eer_calibrated --temperature 0.25
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import time
 from pathlib import Path
@@ -81,6 +88,11 @@ class SharedCandidates:
         return self.strategy.query(X, y, clf, batch_size=batch_size, candidates=candidates)
 
 
+def set_temperature(temperature, round_index, fitted, history):
+    """``run_active_learning`` callback: the stand-in calibration of ``--temperature``."""
+    fitted.temperature_ = temperature
+
+
 def parse_args():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seeds", type=int, default=3)
@@ -92,6 +104,7 @@ def parse_args():
     parser.add_argument("--strategies", nargs="+", default=list(strategies(2.0)))
     parser.add_argument("--hidden", type=int, default=128)
     parser.add_argument("--epochs", type=int, default=100, help="epochs of the first training and of every round")
+    parser.add_argument("--temperature", type=float, default=None, help="temperature_ set on every fitted network")
     parser.add_argument("--quick", action="store_true", help="one seed, two rounds")
     parser.add_argument("--out", type=Path, default=Path("results/lookahead_dev"))
     args = parser.parse_args()
@@ -107,9 +120,11 @@ def run(args, loss, name, seed, data):
     net = JaxNetClassifier(loss=loss, network_kwargs={"hidden_layer_sizes": (args.hidden,)}, epochs=args.epochs,
                            batch_size=32, random_state=seed)
     strategy = SharedCandidates(strategies(args.prefilter)[name](seed), args.candidate_factor, seed)
+    calibrate = None if args.temperature is None else functools.partial(set_temperature, args.temperature)
     history = run_active_learning(net, strategy, X_pool, y_pool, X_test, y_test, initial, args.rounds, size,
-                                  warm_start=True, keep_snapshots=False)
-    return {"loss": loss, "strategy": name, "seed": seed, "n_labeled": history.n_labeled,
+                                  warm_start=True, keep_snapshots=False, callback=calibrate)
+    return {"loss": loss, "strategy": name, "seed": seed, "temperature": args.temperature,
+            "n_labeled": history.n_labeled,
             "accuracy": [float(a) for a in history.scores],
             "aubc": float(area_under_budget_curve(history.n_labeled, history.scores)),
             "query_s": float(np.sum(history.query_times)), "fit_s": float(np.sum(history.fit_times))}
