@@ -69,11 +69,11 @@ def measure(data, width, seed, args):
     clf = JaxNetClassifier(loss="mse", network_kwargs={"hidden_layer_sizes": (width,) * args.depth},
                            epochs=args.epochs, batch_size=args.n_labeled, random_state=seed).fit(X_L, y_L)
     train_time = time.perf_counter() - start
-    post = LinearizedClassifier(clf, kernel=args.kernel).fit(X_L, y_L).posterior(X_U)
+    post = LinearizedClassifier(clf, kernel=args.kernel).fit(X_L, y_L).posterior(X_U, dense=True)
     eye = np.eye(len(clf.classes_))
     cands = np.arange(args.n_candidates)
     pseudo = post.outputs[cands].argmax(1)
-    delta = post.covariance
+    delta = post.covariance.matrix
     predicted = np.stack([np.outer(delta[:, x], eye[pseudo[i]] - post.mean[x]) / (delta[x, x] + post.ridge)
                           for i, x in enumerate(cands)])
     top = np.linalg.eigvalsh(clf.ntk(X_L, kind="full").transpose(0, 2, 1, 3).reshape(

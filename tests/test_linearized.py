@@ -1,5 +1,6 @@
 """Tests of the kernel-regression algebra and `LinearizedClassifier` against direct solves."""
 
+import copy
 import pickle
 from unittest import mock
 
@@ -10,7 +11,7 @@ from sklearn.base import clone
 from sklearn.linear_model import LogisticRegression
 
 from sklearn_ntkal import kernel_regression as kr
-from sklearn_ntkal.estimators.linearized import LinearizedClassifier, network_outputs
+from sklearn_ntkal.estimators.linearized import LinearizedClassifier, linearized_memory, network_outputs
 from sklearn_ntkal.jax_compat import enable_x64
 from sklearn_ntkal.engine import empirical_ntk
 
@@ -82,7 +83,7 @@ def test_rank_one_lookahead_equals_direct_solve(mse_net, data, kernel, space):
     labels = np.array([[1, 7], [3, 3], [0, 9]])
     targets = np.eye(n_classes)[labels]
     with enable_x64(True):
-        after = np.asarray(kr.lookahead(kr.to_rows(post.mean, post.q), post.covariance, index, targets,
+        after = np.asarray(kr.lookahead(kr.to_rows(post.mean, post.q), post.covariance.columns(index), index, targets,
                                         post.ridge, post.q))
     assert after.shape == (3, 2, X_U.shape[0], n_classes)
     np.testing.assert_allclose(post.mean, reference_fit(mse_net, X_L, y_L, X_U, post.ridge, kernel, space),
@@ -95,33 +96,49 @@ def test_rank_one_lookahead_equals_direct_solve(mse_net, data, kernel, space):
     assert np.abs(after[0, 0] - post.mean).max() > 1e-3  # the update is not trivially zero
 
 
-@pytest.mark.parametrize("kernel,space", [("pntk", "logits"), ("full", "logits"), ("pntk", "probabilities")])
-def test_sequential_updates_equal_refactorising(mse_net, data, kernel, space):
+def covariance_matrix(covariance, m):
+    """The whole ``Delta`` of a dense or structured covariance over ``m`` candidates."""
+    return np.asarray(covariance.columns(np.arange(m)))
+
+
+@pytest.mark.parametrize("dense", [True, False])
+@pytest.mark.parametrize("kernel,space", [("pntk", "logits"), ("full", "logits"), ("pntk", "probabilities"),
+                                          ("full", "probabilities")])
+def test_sequential_updates_equal_refactorising(mse_net, data, kernel, space, dense):
     X_L, y_L, X_U, _ = data
-    post = LinearizedClassifier(mse_net, kernel=kernel, output_space=space).fit(X_L, y_L).posterior(X_U)
+    post = LinearizedClassifier(mse_net, kernel=kernel, output_space=space).fit(X_L, y_L).posterior(X_U, dense=dense)
+    assert isinstance(post.covariance, kr.DenseCovariance if dense else kr.StructuredCovariance)
     n_classes = len(mse_net.classes_)
     steps = [(3, 2), (11, 5), (0, 2)]
     X_now, y_now = X_L, y_L
     with enable_x64(True):
-        mean, delta = kr.to_rows(post.mean, post.q), post.covariance
+        mean, covariance = kr.to_rows(post.mean, post.q), post.covariance
         for x, label in steps:
-            mean, delta = kr.condition(mean, delta, x, np.eye(n_classes)[label], post.ridge, post.q)
+            mean = kr.update_mean(mean, covariance.columns([x]), x, np.eye(n_classes)[label], post.ridge, post.q)
+            covariance = covariance.condition([x])
             X_now = np.concatenate([X_now, X_U[x:x + 1]])
             y_now = np.concatenate([y_now, mse_net.classes_[[label]]])
             np.testing.assert_allclose(np.asarray(kr.from_rows(mean, n_classes)),
                                        reference_fit(mse_net, X_now, y_now, X_U, post.ridge, kernel, space),
                                        rtol=0, atol=1e-8)
-            np.testing.assert_allclose(expand_rows(np.asarray(delta), post.q, n_classes),
+            np.testing.assert_allclose(expand_rows(covariance_matrix(covariance, len(X_U)), post.q, n_classes),
                                        reference_covariance(mse_net, X_now, X_U, post.ridge, kernel, space),
                                        rtol=0, atol=1e-8)
 
 
-def test_posterior_covariance_matches_direct(mse_net, data):
+@pytest.mark.parametrize("kernel,space", [("full", "logits"), ("pntk", "probabilities"), ("trace", "logits")])
+def test_posterior_covariance_matches_direct(mse_net, data, kernel, space):
     X_L, y_L, X_U, _ = data
-    post = LinearizedClassifier(mse_net, kernel="full", output_space="logits").fit(X_L, y_L).posterior(X_U)
-    np.testing.assert_allclose(post.covariance, reference_covariance(mse_net, X_L, X_U, post.ridge, "full", "logits"),
-                               rtol=0, atol=1e-8)
-    assert np.all(np.linalg.eigvalsh(post.covariance) > -1e-8)
+    lin = LinearizedClassifier(mse_net, kernel=kernel, output_space=space).fit(X_L, y_L)
+    dense, structured = lin.posterior(X_U, dense=True), lin.posterior(X_U, dense=False)
+    direct = reference_covariance(mse_net, X_L, X_U, dense.ridge, kernel, space)
+    n_classes = len(mse_net.classes_)
+    np.testing.assert_allclose(expand_rows(dense.covariance.matrix, dense.q, n_classes), direct, rtol=0, atol=1e-8)
+    assert np.all(np.linalg.eigvalsh(dense.covariance.matrix) > -1e-8)
+    index = np.array([7, 2, 2, 13])
+    np.testing.assert_allclose(structured.covariance.columns(index), dense.covariance.columns(index), rtol=0,
+                               atol=1e-10)
+    np.testing.assert_array_equal(structured.mean, dense.mean)
 
 
 def test_softmax_kernel_is_the_ntk_of_softmax_outputs(ce_net, data):
@@ -260,6 +277,18 @@ def test_errors(mse_net, data):
         lin.predict(np.full_like(X_L, np.nan))
 
 
+def test_inverse_root_clips_what_rounding_pushed_below_the_ridge():
+    rng = np.random.RandomState(0)
+    vectors, _ = np.linalg.qr(rng.randn(4, 4))
+    healthy = vectors @ np.diag([2.0, 0.5, 0.1, 0.3]) @ vectors.T
+    root = kr.inverse_root(healthy, 1e-3)
+    np.testing.assert_allclose(root.T @ root, np.linalg.inv(healthy + 1e-3 * np.eye(4)), rtol=1e-10)
+    rounded = vectors @ np.diag([2.0, 0.5, 0.0, -3e-6]) @ vectors.T  # PSD up to rounding, one direction below -ridge
+    root = kr.inverse_root(rounded, 1e-6)
+    clipped = vectors @ np.diag(1 / np.array([2.0 + 1e-6, 0.5 + 1e-6, 1e-6, 1e-6])) @ vectors.T
+    np.testing.assert_allclose(root.T @ root, clipped, rtol=1e-8)
+
+
 def test_jitter_recovers_a_singular_kernel():
     K = np.ones((4, 4))
     chol, ridge = kr.ridge_cholesky(K, 0.0)
@@ -267,13 +296,64 @@ def test_jitter_recovers_a_singular_kernel():
     np.testing.assert_allclose(np.asarray(chol) @ np.asarray(chol).T, K + ridge * np.eye(4), atol=1e-10)
 
 
-def test_posterior_refuses_a_covariance_that_cannot_fit_in_memory(mse_net, data):
+def test_posterior_refuses_what_cannot_fit_in_memory_and_plans_what_it_holds(mse_net, data):
     X_L, y_L, X_U, _ = data
     lin = LinearizedClassifier(mse_net, output_space="probabilities").fit(X_L, y_L)
-    with mock.patch("sklearn_ntkal.estimators.linearized._physical_memory", return_value=2**20):
+    m, n, n_classes = len(X_U), len(X_L), len(mse_net.classes_)
+    plan, dense = linearized_memory(m, n, n_classes, "pntk", "probabilities")
+    assert dense  # 150 rows: three dense copies fit in the default budget
+    structured_plan, _ = linearized_memory(m, n, n_classes, "pntk", "probabilities", dense=False)
+    structured = lin.posterior(X_U, dense=False).covariance
+    held = structured_plan["gram"] + structured_plan["cross"] + structured_plan["factors"] + structured_plan["inverse"]
+    assert structured.nbytes == held
+    assert lin.posterior(X_U).covariance.nbytes * 3 == plan["dense"]
+    needed = sum(plan.values())
+    with mock.patch("sklearn_ntkal.estimators.linearized._physical_memory", return_value=2 * needed - 2):
         with pytest.raises(MemoryError, match="n_candidates"):
             lin.posterior(X_U)
-    assert lin.posterior(X_U).covariance.shape == (X_U.shape[0] * 10,) * 2
+    with mock.patch("sklearn_ntkal.estimators.linearized._physical_memory", return_value=2 * needed):
+        assert lin.posterior(X_U).covariance.matrix.shape == (m * n_classes,) * 2
+    small = linearized_memory(m, n, n_classes, "pntk", "probabilities", memory_budget=plan["dense"] - 1)
+    assert not small[1]
+
+
+def softmax(z):
+    e = np.exp(z - z.max(axis=-1, keepdims=True))
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+def test_probabilities_use_the_network_temperature(mse_net, data):
+    X_L, y_L, _, X_test = data
+    lin = LinearizedClassifier(mse_net).fit(X_L, y_L)
+    assert lin.temperature_ == getattr(mse_net, "temperature_", 1.0)
+    cooled = copy.deepcopy(mse_net)
+    cooled.temperature_ = 0.1
+    cold = LinearizedClassifier(cooled).fit(X_L, y_L)
+    assert cold.temperature_ == 0.1
+    np.testing.assert_allclose(cold.predict_proba(X_test), softmax(lin.decision_function(X_test) / 0.1), atol=1e-12)
+    linearised_probabilities = LinearizedClassifier(cooled, output_space="probabilities").fit(X_L, y_L)
+    logits = network_outputs(mse_net, X_test[:5], float64=True)
+    np.testing.assert_allclose(linearised_probabilities.posterior(X_test[:5]).outputs, softmax(logits / 0.1),
+                               atol=1e-12)
+    with enable_x64(True):
+        direct = jax.vmap(jax.jacobian(lambda f: jax.nn.softmax(f / 0.1)))(logits)
+    np.testing.assert_allclose(linearised_probabilities._linearize(X_test[:5])[1], np.asarray(direct), atol=1e-10)
+
+
+def test_evidence_amplitude_maximises_the_marginal_likelihood(mse_net, data):
+    X_L, y_L, _, _ = data
+    regression = LinearizedClassifier(mse_net).fit(X_L, y_L).regression_
+    K = regression.chol @ regression.chol.T
+    _, logdet = np.linalg.slogdet(K)
+    residual = regression.residual
+
+    def log_likelihood(amplitude):
+        quad = np.sum(residual * np.linalg.solve(K, residual)) / amplitude
+        return -0.5 * (quad + residual.shape[1] * (logdet + K.shape[0] * np.log(amplitude)))
+
+    best = kr.amplitude(regression)
+    assert best > 0
+    assert all(log_likelihood(best) > log_likelihood(best * factor) for factor in (0.5, 0.9, 1.1, 2.0))
 
 
 def test_pickle_round_trip(mse_net, data):

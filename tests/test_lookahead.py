@@ -1,28 +1,47 @@
 """Tests of `NTKLookAheadQuery` (against brute-force direct solves) and `RetrainLookAheadQuery`."""
 
+import copy
 import types
 from unittest import mock
 
 import jax
 import numpy as np
 import pytest
+from scipy import linalg
 from scipy.stats import pearsonr
 from sklearn.base import clone
 from sklearn.linear_model import LogisticRegression
 from test_linearized import reference_kernel, reference_outputs
 
 from sklearn_ntkal import JaxNetClassifier
+from sklearn_ntkal import kernel_regression as kr
 from sklearn_ntkal.estimators.linearized import LinearizedClassifier, network_outputs
 from sklearn_ntkal.estimators.training import make_optimizer
-from sklearn_ntkal.strategies.lookahead import NTKLookAheadQuery, rank
+from sklearn_ntkal.engine import DEFAULT_MEMORY_BUDGET
+from sklearn_ntkal.jax_compat import enable_x64
+from sklearn_ntkal.strategies.lookahead import (
+    PREDICTIVE_POINTS,
+    NTKLookAheadQuery,
+    label_probabilities,
+    lookahead_memory,
+    rank,
+)
 from sklearn_ntkal.strategies.retrain import RetrainLookAheadQuery, retrained_outputs
 
-OBJECTIVES = ("mlmoc", "output_change", "emoc", "eer")
+OBJECTIVES = ("mlmoc", "output_change", "emoc", "eer", "eer_calibrated", "influence")
 
 
 def softmax(z):
     e = np.exp(z - z.max(axis=-1, keepdims=True))
     return e / e.sum(axis=-1, keepdims=True)
+
+
+def monte_carlo_points(random_state, n_candidates, n_classes):
+    """The strategy's points for ``p(y|x)``: drawn after the candidate tie-break permutation, in antithetic pairs."""
+    rng = np.random.RandomState(random_state)
+    rng.permutation(n_candidates)
+    half = rng.standard_normal((PREDICTIVE_POINTS // 2, n_classes))
+    return np.concatenate([half, -half])
 
 
 class BruteForce:
@@ -31,42 +50,78 @@ class BruteForce:
     def __init__(self, clf, X_L, y_L, X_U, kernel="pntk", space="logits", ridge=1e-5):
         self.clf, self.n, self.m, self.space = clf, len(X_L), len(X_U), space
         self.C = len(clf.classes_)
+        self.T = getattr(clf, "temperature_", 1.0)
         X = np.concatenate([X_L, X_U])
         self.K = reference_kernel(clf, X, X, kernel, space)
         self.F = reference_outputs(clf, X, space)
         self.logits = network_outputs(clf, X_U, float64=True)
+        self.network_probs = softmax(self.logits / self.T)
+        top2 = np.sort(self.network_probs, axis=1)[:, -2:]
+        self.margin = top2[:, 1] - top2[:, 0]
         rows = self.n * self.C
         self.ridge = ridge * np.trace(self.K[:rows, :rows]) / rows
         self.labels = list(np.searchsorted(clf.classes_, y_L))
         self.samples = list(range(self.n))
+        residual = (np.eye(self.C)[self.labels] - self.F[:self.n]).ravel()
+        self.amplitude = residual @ np.linalg.solve(self.K[:rows, :rows] + self.ridge * np.eye(rows), residual) / rows
 
     def rows(self, samples):
         return (np.asarray(samples)[:, None] * self.C + np.arange(self.C)).ravel()
 
-    def predict(self, samples, labels):
-        """``f~`` on U after kernel regression on ``samples`` with ``labels``."""
+    def predict(self, samples, *label_sets):
+        """``f~`` on U after kernel regression on ``samples`` with each of ``label_sets`` (one solve of K)."""
+        r, u = self.rows(samples), self.rows(np.arange(self.n, self.n + self.m))
+        factor = linalg.cho_factor(self.K[np.ix_(r, r)] + self.ridge * np.eye(r.size))
+        residual = np.stack([(np.eye(self.C)[labels] - self.F[samples]).ravel() for labels in label_sets], axis=1)
+        change = (self.K[np.ix_(u, r)] @ linalg.cho_solve(factor, residual)).T.reshape(-1, self.m, self.C)
+        return self.F[self.n:] + change if len(label_sets) > 1 else self.F[self.n:] + change[0]
+
+    def covariance(self, samples):
+        """C x C blocks ``Delta[u, v]`` (m, m, C, C) over U after conditioning on ``samples``."""
         r, u = self.rows(samples), self.rows(np.arange(self.n, self.n + self.m))
         K = self.K[np.ix_(r, r)] + self.ridge * np.eye(r.size)
-        residual = (np.eye(self.C)[labels] - self.F[samples]).ravel()
-        return self.F[self.n:] + (self.K[np.ix_(u, r)] @ np.linalg.solve(K, residual)).reshape(self.m, self.C)
+        delta = self.K[np.ix_(u, u)] - self.K[np.ix_(u, r)] @ np.linalg.solve(K, self.K[np.ix_(r, u)])
+        return delta.reshape(self.m, self.C, self.m, self.C).transpose(0, 2, 1, 3)
 
     def probs(self, values):
-        return softmax(values) if self.space == "logits" else values
+        return softmax(values / self.T) if self.space == "logits" else values
 
-    def scores(self, objective, baseline="network"):
-        base = softmax(self.logits) if baseline == "network" else self.probs(self.predict(self.samples, self.labels))
-        primary, secondary = np.empty(self.m), np.empty(self.m)
-        for x in range(self.m):
-            labels = range(self.C) if objective == "emoc" else [int(self.logits[x].argmax())]
-            weights = softmax(self.logits[x]) if objective == "emoc" else np.ones(self.C)
-            change = 0.0
-            for y in labels:
-                after = self.predict(self.samples + [self.n + x], self.labels + [y])
+    def label_probabilities(self, x, mean, delta, points):
+        """``p(y|x)``: the predictive ``N(mean, sigma^2 (Delta[x, x] + lambda I))`` averaged over ``points``."""
+        if self.space != "logits":
+            clipped = np.clip(mean[x], 0, None)
+            return clipped / clipped.sum()
+        factor = np.linalg.cholesky(self.amplitude * (delta[x, x] + self.ridge * np.eye(self.C)))
+        return softmax((mean[x] + points @ factor.T) / self.T).mean(axis=0)
+
+    def scores(self, objective, baseline="network", points=None, candidates=None):
+        mean = self.predict(self.samples, self.labels)
+        base = self.network_probs if baseline == "network" else self.probs(mean)
+        delta = self.covariance(self.samples)
+        primary, secondary = np.full(self.m, -np.inf), np.full(self.m, -np.inf)
+        for x in range(self.m) if candidates is None else candidates:
+            if objective == "influence":
+                after = self.covariance(self.samples + [self.n + x])
+                removed = np.einsum("uucc->u", delta) - np.einsum("uucc->u", after)
+                primary[x] = secondary[x] = (1 - self.margin[x]) * np.sum((1 - self.margin) * removed)
+                continue
+            every_label = objective in ("emoc", "eer_calibrated")
+            labels = range(self.C) if every_label else [int(self.logits[x].argmax())]
+            weights = np.ones(self.C)
+            if objective == "emoc":
+                weights = self.network_probs[x]
+            elif objective == "eer_calibrated":
+                weights = self.label_probabilities(x, mean, delta, points)
+            change = risk = 0.0
+            afters = self.predict(self.samples + [self.n + x], *[self.labels + [y] for y in labels]).reshape(
+                len(labels), self.m, self.C)
+            for y, after in zip(labels, afters):
                 change += weights[y] * np.linalg.norm(self.probs(after) - base)
+                risk += weights[y] * np.mean(1 - self.probs(after).max(1))
             if objective == "mlmoc":
                 primary[x] = np.mean(after.argmax(1) != base.argmax(1))
-            elif objective == "eer":
-                primary[x] = -np.mean(1 - self.probs(after).max(1))
+            elif objective in ("eer", "eer_calibrated"):
+                primary[x] = -risk
             else:
                 primary[x] = change
             secondary[x] = change
@@ -75,6 +130,20 @@ class BruteForce:
     def add(self, x, label):
         self.samples.append(self.n + x)
         self.labels.append(label)
+
+    def greedy(self, objective, k, baseline="linearized", points=None, candidates=None, labels=None):
+        """Sequential selection by refactorising after every pick; returns the picks and their scores."""
+        available = np.zeros(self.m, dtype=bool)
+        available[np.arange(self.m) if candidates is None else candidates] = True
+        picks, picked_scores = [], []
+        for _ in range(k):
+            primary, secondary = self.scores(objective, baseline, points, np.flatnonzero(available))
+            best = next(i for i in np.lexsort((-secondary, -primary)) if available[i])
+            picks.append(best)
+            picked_scores.append(primary[best])
+            available[best] = False
+            self.add(best, int(self.logits[best].argmax()) if labels is None else labels[best])
+        return np.array(picks), np.array(picked_scores)
 
 
 def labelled_problem(X_L, y_L, X_U):
@@ -102,9 +171,44 @@ def test_batch_scores_equal_brute_force(mse_net, data, objective):
     X, y = labelled_problem(X_L, y_L, X_U)
     strategy = NTKLookAheadQuery(objective=objective, n_candidates=None, random_state=0)
     chosen, utilities = strategy.query(X, y, mse_net, batch_size=len(X_U), return_utilities=True)
-    primary, secondary = BruteForce(mse_net, X_L, y_L, X_U).scores(objective)
+    points = monte_carlo_points(0, len(X_U), len(mse_net.classes_))
+    primary, secondary = BruteForce(mse_net, X_L, y_L, X_U).scores(objective, points=points)
     np.testing.assert_allclose(utilities[np.arange(len(X_U)), chosen], primary[chosen - len(X_L)], atol=1e-8)
     np.testing.assert_array_equal(chosen - len(X_L), np.lexsort((-secondary, -primary)))
+
+
+@pytest.mark.parametrize("net,objective", [("mse_net", objective) for objective in OBJECTIVES]
+                         + [("ce_net", objective) for objective in ("mlmoc", "eer_calibrated", "influence")])
+def test_sequential_scores_equal_brute_force(request, data, objective, net):
+    clf = request.getfixturevalue(net)
+    X_L, y_L, X_U = data
+    X, y = labelled_problem(X_L, y_L, X_U)
+    strategy = NTKLookAheadQuery(objective=objective, mode="sequential", n_candidates=None, random_state=0)
+    chosen, utilities = strategy.query(X, y, clf, batch_size=3, return_utilities=True)
+    space = "logits" if net == "mse_net" else "probabilities"
+    brute = BruteForce(clf, X_L, y_L, X_U, space=space)
+    expected, scores = brute.greedy(objective, 3, points=monte_carlo_points(0, len(X_U), len(clf.classes_)))
+    np.testing.assert_array_equal(chosen - len(X_L), expected)
+    np.testing.assert_allclose(utilities[np.arange(3), chosen], scores, atol=1e-8)
+
+
+@pytest.mark.parametrize("mode", ["batch", "sequential"])
+@pytest.mark.parametrize("objective", OBJECTIVES)
+def test_streamed_covariance_equals_dense(ce_net, mse_net, data, objective, mode):
+    X_L, y_L, X_U = data
+    X, y = labelled_problem(X_L, y_L, X_U)
+    for clf in (ce_net, mse_net):
+        results = []
+        for budget in (2**30, 3_000):  # the whole covariance fits / only one candidate's columns at a time
+            strategy = NTKLookAheadQuery(objective=objective, mode=mode, n_candidates=None, memory_budget=budget,
+                                         random_state=0)
+            with mock.patch.object(kr.StructuredCovariance, "dense", autospec=True,
+                                   side_effect=kr.StructuredCovariance.dense) as made_dense:
+                results.append(strategy.query(X, y, clf, batch_size=4, return_utilities=True))
+            assert made_dense.call_count == (budget == 2**30)
+        (dense, dense_utilities), (streamed, streamed_utilities) = results
+        np.testing.assert_array_equal(dense, streamed)
+        np.testing.assert_allclose(dense_utilities, streamed_utilities, atol=1e-10)
 
 
 @pytest.mark.parametrize("kernel,space", [("full", "logits"), ("pntk", "probabilities")])
@@ -125,31 +229,34 @@ def test_sequential_equals_greedy_refactorising(mse_net, data, objective, baseli
     X, y = labelled_problem(X_L, y_L, X_U)
     strategy = NTKLookAheadQuery(objective=objective, mode="sequential", baseline=baseline, n_candidates=None)
     chosen, utilities = strategy.query(X, y, mse_net, batch_size=4, return_utilities=True)
-    brute = BruteForce(mse_net, X_L, y_L, X_U)
-    expected, expected_scores, available = [], [], np.ones(len(X_U), dtype=bool)
-    for _ in range(4):
-        primary, secondary = brute.scores(objective, baseline)
-        best = next(i for i in np.lexsort((-secondary, -primary)) if available[i])
-        expected.append(best)
-        expected_scores.append(primary[best])
-        available[best] = False
-        brute.add(best, int(brute.logits[best].argmax()))
+    expected, expected_scores = BruteForce(mse_net, X_L, y_L, X_U).greedy(objective, 4, baseline)
     np.testing.assert_array_equal(chosen - len(X_L), expected)
     np.testing.assert_allclose(utilities[np.arange(4), chosen], expected_scores, atol=1e-8)
+
+
+def test_auto_baseline_is_the_network_in_batch_mode_and_the_updated_model_otherwise(mse_net, data):
+    X_L, y_L, X_U = data
+    X, y = labelled_problem(X_L, y_L, X_U)
+    for mode, resolved in [("batch", "network"), ("sequential", "linearized"), ("hybrid", "linearized")]:
+        picks = {baseline: NTKLookAheadQuery(objective="output_change", mode=mode, hybrid_round_size=2,
+                                             baseline=baseline, n_candidates=None).query(X, y, mse_net, 4, None, True)
+                 for baseline in ("auto", "network", "linearized")}
+        np.testing.assert_array_equal(picks["auto"][0], picks[resolved][0])
+        np.testing.assert_array_equal(picks["auto"][1], picks[resolved][1])
+        assert not np.array_equal(picks["network"][1], picks["linearized"][1])
 
 
 def test_hybrid_rounds_and_batch_limits(mse_net, data):
     X_L, y_L, X_U = data
     X, y = labelled_problem(X_L, y_L, X_U)
-    batch = NTKLookAheadQuery(n_candidates=None, objective="output_change").query(X, y, mse_net, batch_size=4)
-    hybrid_one = NTKLookAheadQuery(n_candidates=None, objective="output_change", mode="hybrid",
-                                   hybrid_round_size=4).query(X, y, mse_net, batch_size=4)
-    sequential = NTKLookAheadQuery(n_candidates=None, objective="output_change", mode="sequential")
-    hybrid = NTKLookAheadQuery(n_candidates=None, objective="output_change", mode="hybrid", hybrid_round_size=1)
+    params = {"n_candidates": None, "objective": "output_change", "baseline": "linearized"}
+    batch = NTKLookAheadQuery(**params).query(X, y, mse_net, batch_size=4)
+    hybrid_one = NTKLookAheadQuery(mode="hybrid", hybrid_round_size=4, **params).query(X, y, mse_net, batch_size=4)
+    sequential = NTKLookAheadQuery(mode="sequential", **params)
+    hybrid = NTKLookAheadQuery(mode="hybrid", hybrid_round_size=1, **params)
     np.testing.assert_array_equal(batch, hybrid_one)
     np.testing.assert_array_equal(sequential.query(X, y, mse_net, batch_size=4), hybrid.query(X, y, mse_net, 4))
-    two_rounds = NTKLookAheadQuery(n_candidates=None, objective="output_change", mode="hybrid",
-                                   hybrid_round_size=2).query(X, y, mse_net, batch_size=4)
+    two_rounds = NTKLookAheadQuery(mode="hybrid", hybrid_round_size=2, **params).query(X, y, mse_net, batch_size=4)
     np.testing.assert_array_equal(two_rounds[:2], batch[:2])
     assert len(set(two_rounds)) == 4
 
@@ -170,7 +277,7 @@ def test_oracle_labels_drive_sequential_updates(mse_net, data):
     brute = BruteForce(mse_net, X_L, y_L, X_U)
     available = np.ones(len(X_U), dtype=bool)
     for step in range(3):
-        primary, secondary = brute.scores("output_change")
+        primary, secondary = brute.scores("output_change", "linearized")
         best = next(i for i in np.lexsort((-secondary, -primary)) if available[i])
         assert best == chosen[step] - len(X_L)
         available[best] = False
@@ -206,6 +313,107 @@ def test_streaming_chunks_do_not_change_results(mse_net, data):
         b, ub = chunked.query(X, y, mse_net, batch_size=5, return_utilities=True)
         np.testing.assert_array_equal(a, b)
         np.testing.assert_allclose(ua, ub, atol=1e-10)
+
+
+def test_probabilities_use_the_network_temperature(mse_net, data):
+    X_L, y_L, X_U = data
+    X, y = labelled_problem(X_L, y_L, X_U)
+    cooled = copy.deepcopy(mse_net)
+    cooled.temperature_ = 0.2
+    brute = BruteForce(cooled, X_L, y_L, X_U)
+    points = monte_carlo_points(0, len(X_U), len(mse_net.classes_))
+    for objective in ("emoc", "eer_calibrated", "influence"):
+        utilities = {}
+        for clf in (cooled, mse_net):
+            strategy = NTKLookAheadQuery(objective=objective, n_candidates=None, random_state=0)
+            chosen, values = strategy.query(X, y, clf, batch_size=len(X_U), return_utilities=True)
+            utilities[clf is cooled] = np.nansum(values, axis=0)[len(X_L):]
+        primary, _ = brute.scores(objective, points=points)
+        np.testing.assert_allclose(utilities[True], primary, atol=1e-8)
+        assert not np.allclose(utilities[True], utilities[False], atol=1e-3)
+
+
+def test_margin_prefilter_then_sequential_lookahead_equals_brute_force(mse_net, data):
+    X_L, y_L, X_U = data
+    X, y = labelled_problem(X_L, y_L, X_U)
+    for objective, prefilter, k in [("mlmoc", 1, 3), ("influence", 1.5, 4)]:
+        strategy = NTKLookAheadQuery(objective=objective, mode="sequential", prefilter=prefilter, n_candidates=None,
+                                     random_state=0)
+        chosen, utilities = strategy.query(X, y, mse_net, batch_size=k, return_utilities=True)
+        brute = BruteForce(mse_net, X_L, y_L, X_U)
+        kept = np.argsort(brute.margin)[:int(np.ceil(prefilter * k))]
+        expected, scores = brute.greedy(objective, k, candidates=kept)
+        np.testing.assert_array_equal(chosen - len(X_L), expected)
+        np.testing.assert_allclose(utilities[np.arange(k), chosen], scores, atol=1e-8)
+        unfiltered = NTKLookAheadQuery(objective=objective, mode="sequential", n_candidates=None, random_state=0)
+        assert not set(unfiltered.query(X, y, mse_net, batch_size=k)) <= set(kept + len(X_L))
+
+
+def test_influence_needs_no_labels(mse_net, data):
+    X_L, y_L, X_U = data
+    X, y = labelled_problem(X_L, y_L, X_U)
+    oracle = mock.Mock(side_effect=AssertionError("influence must not ask for labels"))
+    strategy = NTKLookAheadQuery(objective="influence", mode="sequential", n_candidates=None, random_state=0)
+    chosen = strategy.query(X, y, mse_net, batch_size=4, oracle=oracle)
+    assert oracle.call_count == 0
+    expected, _ = BruteForce(mse_net, X_L, y_L, X_U).greedy("influence", 4)
+    np.testing.assert_array_equal(chosen - len(X_L), expected)
+
+
+@pytest.mark.parametrize("q", [1, 4])
+def test_label_probabilities_match_the_gaussian_predictive(q):
+    rng = np.random.RandomState(0)
+    n_classes, m = 4, 3
+    index = np.array([2, 0])
+    block = rng.randn(m * q, m * q)
+    cols = (block @ block.T)[:, kr.sample_rows(index, q)]
+    mean = rng.randn(m * q, n_classes // q)
+    points = monte_carlo_points(1, 5, n_classes)
+    draws = rng.standard_normal((200_000, n_classes))
+    with enable_x64(True):
+        ours = np.asarray(label_probabilities(mean, cols, index, points, 1e-3, 0.5, 0.7, q, "logits"))
+        plug_in = np.asarray(label_probabilities(mean, cols, index, points, 1e-3, 0.0, 0.7, q, "logits"))
+    centres = mean.reshape(m, n_classes)[index]
+    for i, x in enumerate(index):
+        rows = kr.sample_rows([x], q)
+        own = np.kron(cols[rows][:, i * q:(i + 1) * q], np.eye(n_classes // q))
+        covariance = 0.5 * (own + 1e-3 * np.eye(n_classes))
+        reference = softmax((centres[i] + draws @ np.linalg.cholesky(covariance).T) / 0.7).mean(0)
+        np.testing.assert_allclose(ours[i], reference, atol=0.03)
+        assert np.abs(plug_in[i] - reference).max() > 0.03  # the variance matters here
+        np.testing.assert_allclose(plug_in[i], softmax(centres[i] / 0.7), atol=1e-12)
+    np.testing.assert_allclose(ours.sum(1), 1.0)
+
+
+def test_default_query_plans_under_two_gib_and_chunks_stay_in_budget(ce_net, data):
+    plan = lookahead_memory(4000, 500, 10)
+    assert plan["dense"] == 0  # (40000 rows)^2 never held
+    assert sum(plan.values()) <= 2 * 2**30
+    dense = lookahead_memory(4000, 500, 10, output_space="logits")
+    assert 0 < dense["dense"] <= DEFAULT_MEMORY_BUDGET and sum(dense.values()) <= 2 * 2**30
+    X_L, y_L, X_U = data
+    X, y = labelled_problem(X_L, y_L, X_U)
+    budget = 340_000  # under three dense copies of Delta (120 rows), room for two candidates per chunk
+    seen = []
+    original = kr.StructuredCovariance.columns
+
+    def columns(self, index):
+        out = original(self, index)
+        seen.append((len(index), out.nbytes + len(index) * self.column_bytes))
+        return out
+
+    with mock.patch.object(kr.StructuredCovariance, "columns", columns):
+        NTKLookAheadQuery(objective="emoc", n_candidates=None, memory_budget=budget).query(X, y, ce_net, 3)
+    assert seen and 1 < max(size for size, _ in seen) < len(X_U) and all(used <= budget for _, used in seen)
+
+
+def test_float32_conditioning_on_probabilities_runs(ce_net, data):
+    X_L, y_L, X_U = data
+    X, y = labelled_problem(X_L, y_L, X_U)
+    for budget in (None, 3_000):  # dense and streamed covariance
+        chosen = NTKLookAheadQuery(mode="sequential", float64=False, n_candidates=None, memory_budget=budget,
+                                   random_state=0).query(X, y, ce_net, batch_size=5)
+        assert len(set(chosen)) == 5 and np.all(chosen >= len(X_L))
 
 
 def test_candidate_subset_and_determinism(mse_net, data, digits):
@@ -264,7 +472,8 @@ def test_bad_inputs_raise_clear_errors(mse_net, data):
     with pytest.raises(ValueError, match="n_candidates"):
         NTKLookAheadQuery(n_candidates=3)(learner, X_U, n_instances=4)
     for name, value in [("kernel", "ntk"), ("objective", "entropy"), ("mode", "greedy"), ("baseline", "none"),
-                        ("output_space", "logit"), ("hybrid_round_size", 0)]:
+                        ("output_space", "logit"), ("hybrid_round_size", 0), ("prefilter", 0.5), ("prefilter", True),
+                        ("prefilter", "margin")]:
         with pytest.raises(ValueError, match=name):
             NTKLookAheadQuery(**{name: value})(learner, X_U)
     with pytest.raises(TypeError, match="oracle"):
@@ -279,8 +488,8 @@ def test_clone_and_params():
     assert copy.get_params() == strategy.get_params()
     assert copy.set_params(kernel="trace").kernel == "trace"
     assert set(strategy.get_params()) == {"kernel", "objective", "mode", "hybrid_round_size", "baseline",
-                                          "n_candidates", "ridge", "float64", "memory_budget", "output_space",
-                                          "random_state"}
+                                          "prefilter", "n_candidates", "ridge", "float64", "memory_budget",
+                                          "output_space", "random_state"}
     retrain = RetrainLookAheadQuery(epochs=3, random_state=1)
     assert clone(retrain).get_params() == retrain.get_params()
 
@@ -290,12 +499,13 @@ def test_lookahead_predicts_retraining_of_a_wide_mse_network(digits):
     X_L, y_L, X_U = X_train[:50], y_train[:50], X_train[50:150]
     clf = JaxNetClassifier(loss="mse", network_kwargs={"hidden_layer_sizes": (512,)}, epochs=150, batch_size=50,
                            random_state=0).fit(X_L, y_L)
-    post = LinearizedClassifier(clf).fit(X_L, y_L).posterior(X_U)
+    post = LinearizedClassifier(clf).fit(X_L, y_L).posterior(X_U, dense=True)
+    delta = post.covariance.matrix
     candidates = np.arange(6)
     eye = np.eye(len(clf.classes_))
     pseudo = post.outputs[candidates].argmax(1)
-    predicted = np.stack([np.outer(post.covariance[:, x], eye[pseudo[i]] - post.mean[x])
-                          / (post.covariance[x, x] + post.ridge) for i, x in enumerate(candidates)])
+    predicted = np.stack([np.outer(delta[:, x], eye[pseudo[i]] - post.mean[x]) / (delta[x, x] + post.ridge)
+                          for i, x in enumerate(candidates)])
     top = np.linalg.eigvalsh(clf.ntk(X_L, kind="full").transpose(0, 2, 1, 3).reshape(500, 500))[-1]
     schedule = {"epochs": 100, "optimizer": make_optimizer("sgd", float(len(X_L) / top), 0.0), "batch_size": 51,
                 "seed": 0}

@@ -6,8 +6,8 @@ import os
 from dataclasses import dataclass
 
 import jax
+import jax.numpy as jnp
 import numpy as np
-from scipy.special import softmax
 from sklearn.base import BaseEstimator, ClassifierMixin, clone
 from sklearn.utils.validation import check_is_fitted, validate_data
 
@@ -27,8 +27,10 @@ class Posterior:
     ----------
     mean : ndarray of shape (m, C)
         ``f~_L(U)`` in the output space.
-    covariance : ndarray of shape (m q, m q)
-        ``Delta = Theta(U, U) - Theta(U, L) K^-1 Theta(L, U)`` over rows.
+    covariance : StructuredCovariance or DenseCovariance
+        ``Delta = G(U, U) - G(U, L) (G(L, L) + lambda I)^-1 G(L, U)`` over rows
+        (see :mod:`sklearn_ntkal.kernel_regression.covariance`): its columns
+        on demand, conditioned on picked candidates by ``condition``.
     outputs : ndarray of shape (m, C)
         The network's own outputs ``f(U)`` in the output space.
     ridge : float
@@ -36,14 +38,23 @@ class Posterior:
     q : int
         Rows per sample (1 for a scalar kernel on logits, C otherwise).
     output_space : {"logits", "probabilities"}
+    temperature : float
+        The network's temperature ``T``: class probabilities of logits are
+        ``softmax(f / T)`` (see :func:`to_probabilities`).
+    amplitude : float
+        ``sigma^2``, the evidence-maximising amplitude of the kernel
+        (:func:`~sklearn_ntkal.kernel_regression.amplitude`): the predictive
+        covariance of ``f~_L(x)`` is ``sigma^2 Delta[x, x]``.
     """
 
     mean: np.ndarray
-    covariance: np.ndarray
+    covariance: kr.StructuredCovariance | kr.DenseCovariance
     outputs: np.ndarray
     ridge: float
     q: int
     output_space: str
+    temperature: float
+    amplitude: float
 
 
 def network_outputs(clf, X, params=None, float64=False):
@@ -74,9 +85,100 @@ def resolve_output_space(clf, output_space):
     return output_space
 
 
-def to_probabilities(values, output_space):
-    """Class probabilities of outputs: ``softmax`` of logits; linearised probabilities are used as they are."""
-    return jax.nn.softmax(values, axis=-1) if output_space == "logits" else values
+def _namespace(values):
+    """numpy for numpy inputs, ``jax.numpy`` for JAX arrays (traced ones included)."""
+    return jnp if isinstance(values, jax.Array) else np
+
+
+def to_probabilities(values, output_space, temperature=1.0):
+    """Class probabilities of outputs: ``softmax(f / T)`` of logits; linearised probabilities as they are.
+
+    The one place where outputs become probabilities: the look-ahead's
+    baseline, output change, EMOC weights and error-reduction scores all come
+    through here. ``temperature`` is the network's calibration
+    (``JaxNetClassifier.temperature_``, 1 when uncalibrated); a network
+    trained with MSE on one-hot targets has logits near one-hot, whose plain
+    softmax is nearly uniform. Works on numpy and JAX arrays (inside ``jit`` too).
+    """
+    if output_space != "logits":
+        return values
+    xp = _namespace(values)
+    z = values / temperature
+    e = xp.exp(z - xp.max(z, axis=-1, keepdims=True))
+    return e / xp.sum(e, axis=-1, keepdims=True)
+
+
+def predictive_probabilities(mean, output_space, temperature=1.0, noise=None):
+    """``p(y | x)`` of the linearised model: the Gaussian predictive of ``f~_L(x)`` pushed through the softmax.
+
+    On logits, ``E[softmax(f / T)]`` for ``f = mean + noise`` averaged over
+    the points of ``noise`` (e.g. ``L_x eps_s`` with ``L_x L_x^T`` the
+    predictive covariance and ``eps_s`` fixed standard-normal points: a Monte
+    Carlo rule, exact in expectation for any covariance); without ``noise``
+    the plug-in ``softmax(mean / T)``. On probabilities the predictive mean is
+    the expected probability vector whatever the covariance (it is linear in
+    ``f``): it is clipped at 0 and renormalised.
+
+    Parameters
+    ----------
+    mean : array of shape (..., C)
+    output_space : {"logits", "probabilities"}
+    temperature : float
+    noise : array of shape (..., S, C) or None
+
+    Returns
+    -------
+    array of shape (..., C)
+    """
+    xp = _namespace(mean)
+    if output_space == "logits":
+        if noise is None:
+            return to_probabilities(mean, output_space, temperature)
+        return xp.mean(to_probabilities(mean[..., None, :] + noise, output_space, temperature), axis=-2)
+    clipped = xp.clip(mean, 0.0, None)
+    total = xp.sum(clipped, axis=-1, keepdims=True)
+    return xp.where(total > 0, clipped / xp.where(total > 0, total, 1.0), 1.0 / mean.shape[-1])
+
+
+def linearized_memory(m, n, n_outputs, kernel, output_space, itemsize=8, memory_budget=None, dense=None):
+    """Bytes the linearised model allocates to fit ``n`` labelled samples and give the posterior over ``m`` inputs.
+
+    Parameters
+    ----------
+    m, n, n_outputs : int
+    kernel : {"pntk", "full", "trace"}
+    output_space : {"logits", "probabilities"}
+        Resolved (not ``"auto"``).
+    itemsize : int, default=8
+    memory_budget : int or None
+        Bytes for one chunk of work (kernel blocks, covariance columns);
+        ``None`` for the engine's default.
+    dense : bool or None
+        Hold ``Delta`` whole; ``None``: when :func:`~sklearn_ntkal.kernel_regression.dense_bytes`
+        fits in ``memory_budget``.
+
+    Returns
+    -------
+    plan : dict
+        ``"fit"``: the kernel over L, its row form and Cholesky factor (the
+        factor stays with the regression); ``"gram"``, ``"cross"``,
+        ``"factors"``, ``"inverse"``: what the structured covariance holds;
+        ``"outputs"``: outputs and mean over U; ``"dense"``: the dense
+        covariance while conditioned (0 if not dense); ``"working"``: one
+        chunk of the kernel engine, of covariance columns or of look-ahead scores.
+    dense : bool
+    """
+    budget = DEFAULT_MEMORY_BUDGET if memory_budget is None else int(memory_budget)
+    q = 1 if kernel != "full" and output_space == "logits" else n_outputs
+    kernel_size = n_outputs**2 if kernel == "full" else 1
+    factor_size = n_outputs**2 if output_space == "probabilities" else 0
+    if dense is None:
+        dense = kr.dense_bytes(m * q, itemsize) <= budget
+    held = kr.structured_bytes(m, n, q, kernel_size, factor_size, itemsize)
+    plan = {"fit": (n * n * kernel_size + 2 * (n * q) ** 2) * itemsize, **held,
+            "outputs": 2 * m * n_outputs * itemsize,
+            "dense": kr.dense_bytes(m * q, itemsize) if dense else 0, "working": budget}
+    return plan, bool(dense)
 
 
 class LinearizedClassifier(ClassifierMixin, BaseEstimator):
@@ -114,6 +216,11 @@ class LinearizedClassifier(ClassifierMixin, BaseEstimator):
     networks (the paper's setting, where ``f(X_L)`` is close to ``Y_L``) and
     probabilities otherwise.
 
+    Calibration. A network's ``temperature_`` (1 when it has none) is read at
+    ``fit``: probabilities are ``softmax(f / T)``, so ``predict_proba`` on
+    logits is ``softmax(f~_L / T)`` and the linearised probabilities are
+    those of ``f / T`` (Jacobian ``A(f / T) J_f / T``).
+
     Parameters
     ----------
     estimator : JaxNetClassifier or None
@@ -143,6 +250,8 @@ class LinearizedClassifier(ClassifierMixin, BaseEstimator):
         Cholesky factor, residuals and their solve (numpy arrays).
     ridge_ : float
         The absolute ridge used.
+    temperature_ : float
+        The network's temperature (``estimator.temperature_``, 1.0 without one).
     n_features_in_ : int
     """
 
@@ -176,6 +285,7 @@ class LinearizedClassifier(ClassifierMixin, BaseEstimator):
         self.estimator_ = estimator
         self.classes_ = estimator.classes_
         self.output_space_ = resolve_output_space(estimator, self.output_space)
+        self.temperature_ = float(getattr(estimator, "temperature_", 1.0))
         return self._fit_regression(X, y)
 
     def partial_fit(self, X, y):
@@ -207,23 +317,31 @@ class LinearizedClassifier(ClassifierMixin, BaseEstimator):
         return out[:, 1] - out[:, 0] if len(self.classes_) == 2 else out
 
     def predict_proba(self, X):
-        """Class probabilities: ``softmax(f~_L)`` on logits; clipped, renormalised ``p~_L`` on probabilities."""
-        mean = self._mean(X)
-        if self.output_space_ == "logits":
-            return softmax(mean, axis=1)
-        clipped = np.clip(mean, 0.0, None)
-        total = clipped.sum(axis=1, keepdims=True)
-        return np.where(total > 0, clipped / np.where(total > 0, total, 1.0), 1.0 / mean.shape[1])
+        """Class probabilities: ``softmax(f~_L / T)`` on logits; clipped, renormalised ``p~_L`` on probabilities."""
+        return predictive_probabilities(self._mean(X), self.output_space_, self.temperature_)
 
     def predict(self, X):
         """Class labels ``classes_[argmax_c f~_L(X)_c]``."""
         return self.classes_[np.argmax(self._mean(X), axis=1)]
 
-    def posterior(self, X):
+    def posterior(self, X, dense=None):
         """Mean ``f~_L``, posterior covariance ``Delta`` and network outputs over ``X`` (the look-ahead's U).
 
-        ``Delta`` is held whole: (m q)^2 floats, ``q = 1`` for a scalar kernel
-        on logits and ``q = C`` for the full kernel or probabilities.
+        ``Delta`` is held whole only where it fits: with ``dense=None`` when
+        three copies of its (m q)^2 numbers (held, updated, a product) fit in
+        ``memory_budget``; otherwise it is kept as the kernels ``Theta(X, X)``,
+        ``Theta(X, L)``, the output Jacobians and the folded inverse
+        ``A_L^T (G(L, L) + lambda I)^-1 A_L``, and its columns are computed on demand
+        (:class:`~sklearn_ntkal.kernel_regression.StructuredCovariance`):
+        O(m^2 + m n) numbers for a scalar kernel instead of (m C)^2 on
+        probabilities. ``q = 1`` for a scalar kernel on logits and ``q = C``
+        for the full kernel or probabilities.
+
+        Parameters
+        ----------
+        X : array-like of shape (m, ...)
+        dense : bool or None, default=None
+            Force (``True``) or forbid (``False``) holding ``Delta`` whole.
 
         Returns
         -------
@@ -232,18 +350,24 @@ class LinearizedClassifier(ClassifierMixin, BaseEstimator):
         Raises
         ------
         MemoryError
-            Before computing anything, when ``Delta`` and the kernel it is
-            made from would take more than half of the physical memory.
+            Before computing anything, when what it allocates
+            (:func:`linearized_memory`) exceeds half of the physical memory.
         """
         check_is_fitted(self, "regression_")
         X = validate_data(self, X, reset=False, dtype=np.float32, allow_nd=True)
-        self._check_covariance_memory(X.shape[0])
+        m, q = X.shape[0], self.regression_.q
+        dense = self._check_posterior_memory(m, dense)
         outputs, factors = self._linearize(X)
-        cross, q = self._kernel(X, factors, self.X_fit_, self._factors_fit)
-        gram, _ = self._kernel(X, factors)
-        mean = kr.from_rows(kr.predict(self.regression_, cross, kr.to_rows(outputs, q)), outputs.shape[1])
-        delta = kr.posterior_covariance(self.regression_, cross, gram)
-        return Posterior(mean, delta, outputs, self.ridge_, q, self.output_space_)
+        cross = self._theta(X, self.X_fit_)
+        mean = kr.from_rows(kr.predict(self.regression_, cross, kr.to_rows(outputs, q), factors, self._factors_fit),
+                            outputs.shape[1])
+        covariance = kr.StructuredCovariance(self._theta(X), cross, factors,
+                                             kr.folded_inverse(self.regression_.chol, self._factors_fit), self.ridge_,
+                                             q)
+        if dense:
+            covariance = covariance.dense(min(m, rows_within(self._budget(), covariance.column_bytes)))
+        return Posterior(mean, covariance, outputs, self.ridge_, q, self.output_space_, self.temperature_,
+                         kr.amplitude(self.regression_))
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -258,38 +382,50 @@ class LinearizedClassifier(ClassifierMixin, BaseEstimator):
         if not self.ridge >= 0:
             raise ValueError(f"ridge must be non-negative, got {self.ridge!r}")
 
-    def _check_covariance_memory(self, m):
-        n_rows = m * self.regression_.q
-        needed = 3 * np.dtype(self._dtype()).itemsize * n_rows**2
+    def _check_posterior_memory(self, m, dense):
+        """Whether ``Delta`` is held dense; a MemoryError before anything is computed if it cannot fit."""
+        plan, dense = linearized_memory(m, self.X_fit_.shape[0], len(self.classes_), self.kernel, self.output_space_,
+                                        np.dtype(self._dtype()).itemsize, self._budget(), dense)
+        needed = sum(plan.values())
         available = _physical_memory()
         if available and needed > available // 2:
             raise MemoryError(
-                f"the posterior covariance over {m} inputs with {self.regression_.q} rows each needs about "
-                f"{needed / 2**30:.1f} GiB ({available / 2**30:.1f} GiB of memory in all); use fewer candidates "
-                f"(n_candidates), or a scalar kernel ('pntk', 'trace') on logits (an MSE-trained network): "
-                f"kernel='full' and output_space='probabilities' have C x C blocks")
+                f"the posterior over {m} inputs needs about {needed / 2**30:.1f} GiB ({available / 2**30:.1f} GiB of "
+                f"memory in all; {', '.join(f'{k} {v / 2**30:.2f}' for k, v in plan.items() if v)} GiB); use fewer "
+                f"candidates (n_candidates), a smaller memory_budget, or a scalar kernel ('pntk', 'trace'): "
+                f"kernel='full' holds C x C blocks")
+        return dense
 
     def _budget(self):
         return DEFAULT_MEMORY_BUDGET if self.memory_budget is None else int(self.memory_budget)
 
     def _linearize(self, X):
-        """Network outputs in the output space and the output Jacobians (``None`` on logits)."""
+        """Network outputs in the output space and the output Jacobians (``None`` on logits).
+
+        On probabilities: ``p = softmax(f / T)`` and its Jacobian with respect
+        to ``f``, ``A(f / T) / T``.
+        """
         logits = network_outputs(self.estimator_, X, float64=self.float64).astype(self._dtype(), copy=False)
         if self.output_space_ == "logits":
             return logits, None
-        return softmax(logits, axis=1), kr.softmax_jacobian(logits)
+        scaled = logits / self.temperature_
+        return (to_probabilities(scaled, "logits"),
+                (kr.softmax_jacobian(scaled) / self.temperature_).astype(self._dtype(), copy=False))
 
     def _dtype(self):
         return np.float64 if self.float64 else np.float32
 
+    def _theta(self, X1, X2=None):
+        """The network's kernel ``Theta(X1, X2)`` (symmetric in ``X1`` when ``X2`` is None), from its engine."""
+        return engine_of(self.estimator_).kernel(X1, X2, kind=self.kernel, float64=bool(self.float64),
+                                                 memory_budget=self._budget())
+
     def _kernel(self, X1, factors1, X2=None, factors2=None):
         """Kernel over rows of the linearised outputs; symmetric in ``X1`` when ``X2`` is None."""
-        symmetric = X2 is None
-        theta = engine_of(self.estimator_).kernel(X1, None if symmetric else X2, kind=self.kernel,
-                                                  float64=bool(self.float64), memory_budget=self._budget())
+        theta = self._theta(X1, X2)
         if factors1 is None:
             return kr.output_kernel(theta)
-        return kr.output_kernel(theta, factors1, factors1 if symmetric else factors2)
+        return kr.output_kernel(theta, factors1, factors1 if X2 is None else factors2)
 
     def _targets(self, y):
         unknown = np.setdiff1d(np.unique(y), self.classes_)
@@ -322,6 +458,7 @@ class LinearizedClassifier(ClassifierMixin, BaseEstimator):
         for start in range(0, X.shape[0], size):
             chunk = X[start:start + size]
             outputs, factors = self._linearize(chunk)
-            cross, _ = self._kernel(chunk, factors, self.X_fit_, self._factors_fit)
-            means.append(kr.from_rows(kr.predict(self.regression_, cross, kr.to_rows(outputs, q)), outputs.shape[1]))
+            rows = kr.predict(self.regression_, self._theta(chunk, self.X_fit_), kr.to_rows(outputs, q), factors,
+                              self._factors_fit)
+            means.append(kr.from_rows(rows, outputs.shape[1]))
         return np.concatenate(means).astype(np.float64, copy=False)

@@ -22,26 +22,35 @@ a kernel with C x C blocks (the full eNTK, or any kernel of softmax outputs) is
 flattened to (n C, n C) with ``q = C`` rows per sample and the targets to
 (n C, 1). :func:`to_rows` and :func:`from_rows` convert between (n, C)
 outputs and rows, so the functions below never branch on the flavour.
+:func:`kernel_product` multiplies by such a matrix without forming it.
 
-The one-off algebra whose shapes change with every new label (fit, extend,
-predict, posterior) is numpy/SciPy, so nothing recompiles from round to round;
-the hot loop over candidates (:func:`lookahead`, :func:`condition`), whose
-shapes are fixed by the number of candidates, is JAX, to be jitted.
+``Delta`` over many candidates with ``q = C`` does not fit in memory (12.8 GB
+for 4000 candidates and 10 classes): :mod:`.covariance` computes its columns
+from the kernels' structure chunk by chunk, or holds it dense where it fits.
+
+The algebra whose shapes change with every new label or pick (fit, extend,
+predict, the covariance and its conditioning) is numpy/SciPy, so nothing
+recompiles from round to round; the hot loop over candidates
+(:func:`lookahead`, :func:`variance_reduction`, :func:`update_mean`), whose
+shapes are fixed by the number of candidates and the chunk, is JAX, to be jitted.
 """
 
-from .kernels import from_rows, output_kernel, softmax_jacobian, to_rows
-from .regression import (
-    Regression,
-    extend,
-    fit,
-    posterior_covariance,
-    predict,
-    relative_ridge,
-    ridge_cholesky,
+from .covariance import (
+    DenseCovariance,
+    StructuredCovariance,
+    dense_bytes,
+    folded_inverse,
+    inverse_root,
+    structured_bytes,
+    structured_column_bytes,
 )
-from .updates import condition, lookahead, sample_rows
+from .kernels import from_rows, kernel_product, output_kernel, sample_rows, softmax_jacobian, to_rows, transpose_kernel
+from .regression import Regression, amplitude, extend, extend_cholesky, fit, predict, relative_ridge, ridge_cholesky
+from .updates import lookahead, own_blocks, update_mean, variance_reduction
 
 __all__ = [
-    "Regression", "condition", "extend", "fit", "from_rows", "lookahead", "output_kernel", "posterior_covariance",
-    "predict", "relative_ridge", "ridge_cholesky", "sample_rows", "softmax_jacobian", "to_rows",
+    "DenseCovariance", "Regression", "StructuredCovariance", "amplitude", "dense_bytes", "extend", "extend_cholesky",
+    "fit", "folded_inverse", "from_rows", "inverse_root", "kernel_product", "lookahead", "output_kernel",
+    "own_blocks", "predict", "relative_ridge", "ridge_cholesky", "sample_rows", "softmax_jacobian",
+    "structured_bytes", "structured_column_bytes", "to_rows", "transpose_kernel", "update_mean", "variance_reduction",
 ]
