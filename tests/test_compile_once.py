@@ -6,7 +6,7 @@ import optax
 import pytest
 from modAL.models import ActiveLearner
 
-from sklearn_ntkal import DynamicALQuery, JaxNetClassifier, RandomQuery, UncertaintyQuery
+from sklearn_ntkal import DynamicALQuery, JaxNetClassifier, NTKLookAheadQuery, RandomQuery, UncertaintyQuery
 from sklearn_ntkal.engine.forward import outputs
 from sklearn_ntkal.estimators.training import train_step
 
@@ -37,6 +37,8 @@ STRATEGIES = {
     "random": lambda: RandomQuery(random_state=0),
     "margin": lambda: UncertaintyQuery(measure="margin"),
     "dynamical": lambda: DynamicALQuery(random_state=0),
+    "lookahead": lambda: NTKLookAheadQuery(random_state=0),
+    "lookahead_sequential": lambda: NTKLookAheadQuery(mode="sequential", objective="influence", random_state=0),
 }
 
 

@@ -68,6 +68,14 @@ def chunk_size(n, sample_bytes, pair_bytes, budget):
     return int(max(1, min(n, math.floor(b))))
 
 
+def pad_rows(array, length):
+    """``array`` with zero rows appended up to ``length`` rows (a view-free copy only when it is shorter)."""
+    missing = length - array.shape[0]
+    if missing <= 0:
+        return array
+    return np.concatenate([array, np.zeros((missing,) + array.shape[1:], array.dtype)])
+
+
 def padded_chunks(arrays, limit):
     """``(start, stop, padded_arrays)`` per chunk of the rows of ``arrays``; the last chunk repeats its last row.
 

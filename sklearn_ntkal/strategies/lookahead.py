@@ -13,7 +13,7 @@ import numpy as np
 
 from .. import kernel_regression as kr
 from ..engine import DEFAULT_MEMORY_BUDGET, KINDS
-from ..engine.budget import rows_within
+from ..engine.budget import bucket, chunk_length, pad_rows, rows_within
 from ..estimators.linearized import (
     OUTPUT_SPACES,
     LinearizedClassifier,
@@ -42,7 +42,7 @@ def draw_candidates(n_pool, n_candidates, rng):
     return np.sort(rng.choice(n_pool, n_candidates, replace=False))
 
 
-def lookahead_scores(objective, after, base_probs, weights, output_space, temperature=1.0):
+def lookahead_scores(objective, after, base_probs, weights, output_space, temperature=1.0, real=None):
     """Primary and secondary scores of look-ahead outputs (higher is better for both).
 
     Parameters
@@ -58,6 +58,10 @@ def lookahead_scores(objective, after, base_probs, weights, output_space, temper
     output_space : {"logits", "probabilities"}
     temperature : float, default=1.0
         Probabilities of logits are ``softmax(f / T)`` (:func:`~sklearn_ntkal.estimators.linearized.to_probabilities`).
+    real : array of shape (m,) or None
+        1 for the rows of U, 0 for padding rows appended to reach a
+        compiled shape (whose look-ahead outputs equal their baseline); the
+        means over U are over the real rows. ``None``: every row is real.
 
     Returns
     -------
@@ -72,13 +76,17 @@ def lookahead_scores(objective, after, base_probs, weights, output_space, temper
     """
     probs = to_probabilities(after, output_space, temperature)
     change = jnp.sum(weights * jnp.sqrt(jnp.sum((probs - base_probs) ** 2, axis=(-2, -1))), axis=1)
+    real = jnp.ones(after.shape[-2], change.dtype) if real is None else real.astype(change.dtype)
+
+    def over_u(values):
+        return jnp.sum(values * real, axis=-1) / jnp.sum(real)
+
     if objective == "mlmoc":
-        flips = jnp.argmax(after[:, 0], axis=-1) != jnp.argmax(base_probs, axis=-1)
-        return jnp.mean(flips, axis=-1, dtype=change.dtype), change
+        return over_u(jnp.argmax(after[:, 0], axis=-1) != jnp.argmax(base_probs, axis=-1)), change
     if objective == "eer":
-        return -jnp.mean(1.0 - jnp.max(probs[:, 0], axis=-1), axis=-1), change
+        return -over_u(1.0 - jnp.max(probs[:, 0], axis=-1)), change
     if objective == "eer_calibrated":
-        return -jnp.sum(weights * jnp.mean(1.0 - jnp.max(probs, axis=-1), axis=-1), axis=1), change
+        return -jnp.sum(weights * over_u(1.0 - jnp.max(probs, axis=-1)), axis=1), change
     return change, change
 
 
@@ -368,8 +376,9 @@ class NTKLookAheadQuery(QueryStrategy):
                 labels = pseudo[picks] if oracle is None else _oracle_labels(oracle, pool_positions[picks], clf)
             for i, pick in enumerate(picks):
                 if labels is not None:
-                    mean = np.asarray(_update_mean(mean, covariance.columns([pick]), pick, eye[labels[i]],
-                                                   posterior.ridge, q=q))
+                    rows = bucket(mean.shape[0] // q) * q
+                    mean = np.asarray(_update_mean(pad_rows(mean, rows), pad_rows(covariance.columns([pick]), rows),
+                                                   pick, eye[labels[i]], posterior.ridge, q=q))[:mean.shape[0]]
                 covariance = covariance.condition([pick])
         return np.asarray(selected, dtype=int), np.asarray(scores)
 
@@ -387,25 +396,41 @@ class NTKLookAheadQuery(QueryStrategy):
         """Candidates per chunk: their covariance columns and look-ahead outputs within ``memory_budget``.
 
         Per candidate: the columns' own working set, their copy for JAX, and
-        about six arrays the size of its look-ahead outputs (``Y`` labels x m x C).
+        about six arrays the size of its look-ahead outputs (``Y`` labels x m x C),
+        with U padded to its bucket. A bucket length, so that the scoring
+        compiles once however many candidates are left.
         """
         budget = DEFAULT_MEMORY_BUDGET if self.memory_budget is None else int(self.memory_budget)
         n_labels = n_outputs if self.objective in ("emoc", "eer_calibrated") else 1
-        m = covariance.n_rows // covariance.q
+        m = bucket(covariance.n_rows // covariance.q)
         per_candidate = (covariance.column_bytes
-                         + itemsize * (covariance.n_rows * covariance.q + 6 * n_labels * m * n_outputs))
-        return max(1, min(n_scored, rows_within(budget, per_candidate)))
+                         + itemsize * (m * covariance.q**2 + 6 * n_labels * m * n_outputs))
+        return chunk_length(n_scored, rows_within(budget, per_candidate))
 
     def _score(self, mean, covariance, candidates, chunk, base, network_probs, uncertainty, pseudo, points,
                posterior):
-        """Primary and secondary scores of ``candidates`` (positions in U), streamed over chunks of candidates."""
+        """Primary and secondary scores of ``candidates`` (positions in U), streamed over chunks of candidates.
+
+        U is padded with zero rows to its bucket (:func:`~sklearn_ntkal.engine.budget.bucket`)
+        and candidates to whole chunks, so that the compiled scoring is reused
+        as the pool shrinks and sequential steps remove candidates: a padding
+        row has no covariance with any candidate, so its look-ahead output
+        stays its mean, zero, which is also its baseline, and ``real`` leaves it
+        out of the means over U.
+        """
         n_outputs, q = base.shape[1], posterior.q
+        m = base.shape[0]
+        m_pad = bucket(m)
         eye = np.eye(n_outputs, dtype=mean.dtype)
+        padding = to_probabilities(np.zeros((m_pad - m, n_outputs), mean.dtype), posterior.output_space,
+                                   posterior.temperature)
+        mean, base = pad_rows(mean, m_pad * q), np.concatenate([base, padding])
+        uncertainty, real = pad_rows(uncertainty, m_pad), pad_rows(np.ones(m, mean.dtype), m_pad)
         padded = np.concatenate([candidates, np.repeat(candidates[-1:], -candidates.size % chunk)])
         primary, secondary = [], []
         for start in range(0, padded.size, chunk):
             index = padded[start:start + chunk]
-            cols = covariance.columns(index)
+            cols = pad_rows(covariance.columns(index), m_pad * q)
             if self.objective == "influence":
                 p = s = _chunk_influence(cols, index, uncertainty, posterior.ridge, q=q, per_row=n_outputs // q)
             else:
@@ -413,7 +438,7 @@ class NTKLookAheadQuery(QueryStrategy):
                     targets, weights = np.broadcast_to(eye, (index.size, n_outputs, n_outputs)), network_probs[index]
                 else:
                     targets, weights = eye[pseudo[index]][:, None], np.ones((index.size, 1), mean.dtype)
-                p, s = _chunk_scores(mean, cols, index, targets, weights, base, points, posterior.ridge,
+                p, s = _chunk_scores(mean, cols, index, targets, weights, base, real, points, posterior.ridge,
                                      posterior.amplitude, posterior.temperature, q=q, objective=self.objective,
                                      output_space=posterior.output_space)
             primary.append(np.asarray(p))
@@ -480,12 +505,12 @@ def label_probabilities(mean, cols, index, points, ridge, amplitude, temperature
 
 
 @functools.partial(jax.jit, static_argnames=("q", "objective", "output_space"))
-def _chunk_scores(mean, cols, index, targets, weights, base, points, ridge, amplitude, temperature, *, q, objective,
-                  output_space):
+def _chunk_scores(mean, cols, index, targets, weights, base, real, points, ridge, amplitude, temperature, *, q,
+                  objective, output_space):
     if objective == "eer_calibrated":
         weights = label_probabilities(mean, cols, index, points, ridge, amplitude, temperature, q, output_space)
     after = kr.lookahead(mean, cols, index, targets, ridge, q)
-    return lookahead_scores(objective, after, base, weights, output_space, temperature)
+    return lookahead_scores(objective, after, base, weights, output_space, temperature, real)
 
 
 @functools.partial(jax.jit, static_argnames=("q", "per_row"))
