@@ -7,66 +7,52 @@ Schoenholz, "Fast Finite Width Neural Tangent Kernel", ICML 2022), so no
 parameter-sized Jacobian is formed for dense layers. Convolutions (and dense
 layers applied to non-flat inputs) use per-sample weight gradients, one
 batched GEMM of input patches and cotangents each, joined so that one Gram
-covers all of them.
+covers all of them, together with the per-sample gradients of any parameter
+outside the linear layers.
+
+The layers come from a *tape*: an object with ``rules`` (``(layer, rule,
+out_dim)`` per linear layer in call order), ``sizes()`` and
+``cotangents(params, x, directions)`` giving every layer's input and output
+cotangents; :class:`~sklearn_ntkal.engine.traced.TracedNetwork` reads one
+from the jaxpr of any ``apply_fn``.
 """
 
 from __future__ import annotations
 
-import jax
 import jax.numpy as jnp
 
-from .derivatives import linear_pullback, parameter_gradients
+from .derivatives import parameter_gradients
 from .pairing import _HIGHEST, directions, finish, pair, scale_block
 
 
-def plan(network, params, sample_shape, dtype):
-    """Static description of the linear layers: ``(layer, rule)`` pairs, and per-sample sizes for chunking.
-
-    Rules are ``(layer, rule, out_dim)``. The rule is ``"output"`` for a
-    layer on flat inputs whose output is the network's output (its
-    cotangents are the output directions themselves, the same for every
-    sample), ``"dense"`` for other layers on flat inputs (one position per
-    sample: the gradient is an outer product) and ``"grad"`` for the rest.
-    Sizes are ``(inputs, outputs, weights, input patches)`` in elements per
-    sample.
-    """
-    captured = []
-
-    def run(p, z):
-        out, records = network.apply_tapped(p, z)
-        captured[:] = [(r[0], r[3] is out) for r in records]
-        return [(r[2], r[3], r[1][0], r[0].patches(r[2])) for r in records]
-
-    one = jax.ShapeDtypeStruct((1,) + tuple(sample_shape), dtype)
-    shapes = jax.eval_shape(run, params, one)
-    rules = []
-    for (layer, is_output), (a, out, _, _) in zip(captured, shapes):
-        rule = ("output" if is_output else "dense") if a.ndim == 2 else "grad"
-        rules.append((layer, rule, out.shape[-1]))
-    return rules, [(a.size, out.size, w.size, patches.size) for a, out, w, patches in shapes]
-
-
-def features(network, rules, params, x, kind, n_outputs):
+def features(tape, params, x, kind, n_outputs):
     """Array features of ``x``, sample axis first: ``(dense, grads)``.
 
     ``dense`` holds ``(inputs, deltas)`` per dense layer in the order of
-    ``rules`` (deltas ``None`` for the output layer); ``grads`` joins the
-    weight (and bias) gradients of every other layer into one (n, K, P)
-    array, so that their Grams are one GEMM, or is ``None`` if there are
-    none. Deltas and gradients carry a second axis over the K output
-    directions of ``kind``.
+    ``tape.rules`` (deltas ``None`` for the output layer); ``grads`` joins
+    the weight (and bias) gradients of every other layer, and the gradients
+    of parameters outside the linear layers, into one (n, K, P) array, so
+    that their Grams are one GEMM, or is ``None`` if there are none. Deltas
+    and gradients carry a second axis over the K output directions of
+    ``kind``.
+
+    Rules are ``"output"`` for a layer on flat inputs whose output is the
+    network's output (its cotangents are the output directions themselves,
+    the same for every sample), ``"dense"`` for other layers on flat inputs
+    (one position per sample: the gradient is an outer product) and
+    ``"grad"`` for the rest.
     """
-    _, _, taps, pullback = linear_pullback(network, params, x)
     m = directions(kind, n_outputs, x.dtype)
-    deltas = jax.vmap(pullback, out_axes=1)(jnp.broadcast_to(m[:, None, :], (m.shape[0], x.shape[0], n_outputs)))
+    taps, deltas, own = tape.cotangents(params, x, m)
     dense, grads = [], []
-    for (layer, rule, _), a, d in zip(rules, taps, deltas):
+    for (layer, rule, _), a, d in zip(tape.rules, taps, deltas):
         if rule == "output":
             dense.append((a, None))
         elif rule == "dense":
             dense.append((a, d))
         else:
             grads.append(parameter_gradients(layer, a, d))
+    grads += own
     return dense, (jnp.concatenate(grads, axis=-1) if grads else None)
 
 
@@ -92,18 +78,19 @@ def gram(rules, f1, f2, kind):
     return finish(total)
 
 
-def sample_elements(sizes, n_directions, rules):
+def sample_elements(tape, n_directions):
     """Elements per sample of the features kept for Grams, and of the temporaries that build them.
 
     Returns ``(kept, transient)``: a dense layer keeps its input and K
-    cotangents, a gradient layer K weight (and bias) gradients; building them
-    takes every layer's input, output and K cotangents, and a gradient
-    layer's input patches and gradients, twice (before and after they are
-    joined; bias gradients, K per output channel, are left out as
-    negligible).
+    cotangents, a gradient layer K weight (and bias) gradients, a parameter
+    outside the layers K gradients; building them takes every layer's input,
+    output and K cotangents, and a gradient layer's input patches and
+    gradients, twice (before and after they are joined; bias gradients, K per
+    output channel, are left out as negligible).
     """
+    layers, own = tape.sizes()
     kept = transient = 0
-    for (a, out, w, patch_elements), (_, rule, _) in zip(sizes, rules):
+    for (a, out, w, patch_elements), (_, rule, _) in zip(layers, tape.rules):
         transient += a + 3 * n_directions * out
         if rule == "output":
             kept += a
@@ -112,4 +99,6 @@ def sample_elements(sizes, n_directions, rules):
         else:
             kept += n_directions * w
             transient += patch_elements + 2 * n_directions * w
+    kept += n_directions * sum(own)
+    transient += 2 * n_directions * sum(own)
     return kept, transient
