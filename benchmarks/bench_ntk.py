@@ -301,7 +301,8 @@ def nt_environment_python(args):
         return None, "no neural-tangents environment given (use --setup-nt-env PATH or --nt-python PYTHON)"
     path = Path(args.setup_nt_env).expanduser()
     python = path / "bin" / "python"
-    probe = [str(python), "-c", f"import runpy; runpy.run_path({str(HERE / 'nt_reference.py')!r})"]
+    probe = [str(python), "-c", f"import runpy, sys; sys.path.insert(0, {str(HERE)!r}); "
+                                f"runpy.run_path({str(HERE / 'nt_reference.py')!r})"]
     if python.exists() and subprocess.run(probe, capture_output=True).returncode == 0:
         return str(python), None
     steps = [

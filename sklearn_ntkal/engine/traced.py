@@ -25,8 +25,10 @@ with respect to the perturbations gives the cotangents ``delta``.
 from __future__ import annotations
 
 import functools
+import inspect
 import itertools
 import math
+import os
 import warnings
 from collections import defaultdict
 from dataclasses import dataclass
@@ -164,6 +166,14 @@ class _Program:
                 self.steps.append(_Step(eqn.primitive, eqn.params, tuple(args), tuple(outs)))
             env.update(zip(eqn.outvars, outs))
         return [self._atom(a, env) for a in jaxpr.outvars]
+
+
+def _caller_level():
+    """``stacklevel`` of the first frame outside this package, so that a warning points at the caller's line."""
+    package = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    frames = inspect.stack(context=0)
+    return next((i for i, frame in enumerate(frames) if not os.path.abspath(frame.filename).startswith(package)),
+                len(frames))
 
 
 def _bind(step, args):
@@ -315,7 +325,7 @@ class _Analysis:
         if fallback:
             detail = "; ".join(f"{name} ({', '.join(reasons)})" for name, reasons in self.fallback.items())
             warnings.warn(f"no structured NTK rule for {len(fallback)} parameter leaves, which get per-sample "
-                          f"gradients of their own: {detail}", stacklevel=2)
+                          f"gradients of their own: {detail}", stacklevel=_caller_level())
 
     def _add_linear(self, leaf, i, position, single):
         program, step = self.program, self.program.steps[i]
