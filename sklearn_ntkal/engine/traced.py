@@ -132,20 +132,20 @@ class _Program:
     """A jaxpr flattened to primitive steps on integer ids; call primitives are inlined."""
 
     def __init__(self, closed, n_leaves):
-        self.steps, self.shapes, self.consts = [], {}, {}
+        self.steps, self.shapes, self.dtypes, self.consts = [], {}, {}, {}
         self._ids = itertools.count()
-        inputs = [self._fresh(v.aval.shape) for v in closed.jaxpr.invars]
+        inputs = [self._fresh(v.aval) for v in closed.jaxpr.invars]
         self.leaf_ids, (self.x_id,) = inputs[:n_leaves], inputs[n_leaves:]
         (self.out_id,) = self._walk(closed.jaxpr, closed.consts, inputs)
 
-    def _fresh(self, shape):
+    def _fresh(self, aval):
         i = next(self._ids)
-        self.shapes[i] = tuple(shape)
+        self.shapes[i], self.dtypes[i] = tuple(aval.shape), aval.dtype
         return i
 
     def _atom(self, atom, env):
         if hasattr(atom, "val"):  # a literal
-            i = self._fresh(np.shape(atom.val))
+            i = self._fresh(atom.aval)
             self.consts[i] = atom.val
             return i
         return env[atom]
@@ -153,7 +153,7 @@ class _Program:
     def _walk(self, jaxpr, consts, ins):
         env = dict(zip(jaxpr.invars, ins))
         for var, value in zip(jaxpr.constvars, consts):
-            env[var] = self._fresh(var.aval.shape)
+            env[var] = self._fresh(var.aval)
             self.consts[env[var]] = value
         for eqn in jaxpr.eqns:
             args = [self._atom(a, env) for a in eqn.invars]
@@ -162,7 +162,7 @@ class _Program:
                 inner, inner_consts = (body.jaxpr, body.consts) if hasattr(body, "consts") else (body, ())
                 outs = self._walk(inner, inner_consts, args)
             else:
-                outs = [self._fresh(v.aval.shape) for v in eqn.outvars]
+                outs = [self._fresh(v.aval) for v in eqn.outvars]
                 self.steps.append(_Step(eqn.primitive, eqn.params, tuple(args), tuple(outs)))
             env.update(zip(eqn.outvars, outs))
         return [self._atom(a, env) for a in jaxpr.outvars]
@@ -262,7 +262,8 @@ class _Analysis:
             if all(a in constant for a in step.ins):
                 constant.update(step.outs)
                 if all(a in values for a in step.ins) and all(math.prod(program.shapes[o]) == 1 for o in step.outs):
-                    values.update(zip(step.outs, _bind(step, [values[a] for a in step.ins])))
+                    with jax.ensure_compile_time_eval():
+                        values.update(zip(step.outs, _bind(step, [values[a] for a in step.ins])))
                 continue
             inputs = [j for j, a in enumerate(step.ins) if a in depends]
             if inputs:
@@ -512,7 +513,7 @@ def _sample_cotangents(traced, leaves, x, directions):
         out, inputs = _evaluate(analysis, full, x[None], perturbations)
         return out[0], inputs
 
-    zeros = [jnp.zeros(tap.output_shape, x.dtype) for tap in analysis.taps]
+    zeros = [jnp.zeros(tap.output_shape, analysis.program.dtypes[tap.point]) for tap in analysis.taps]
     _, pullback, inputs = jax.vjp(run, zeros, own, has_aux=True)
     deltas, grads = jax.vmap(pullback)(directions)
     return inputs, deltas, [g.reshape(directions.shape[0], -1) for g in grads]
