@@ -198,7 +198,7 @@ def _extend(step, position, view, values, sizes):
     """
     name = step.primitive.name
     other = _scalar(values.get(step.ins[1 - position])) if len(step.ins) == 2 else None
-    if name in _PERMUTING or (name in ("add", "sub") and position == 0):
+    if name in _PERMUTING or name == "add" or (name == "sub" and position == 0):
         return view
     if name == "neg" or (name == "sub" and position == 1):
         return _View(view.leaf, None if view.scale is None else -view.scale, view.via)
@@ -290,7 +290,12 @@ class _Analysis:
             self.reasons[views[program.out_id].leaf].add("output")
 
     def _rule(self, step, position, view):
-        """``"linear"`` or ``"bias"`` for a step of an input-dependent operand and a parameter view, else None."""
+        """What a step of an input-dependent operand and a parameter view is to that parameter.
+
+        ``"linear"`` (a layer's weight), ``"bias"`` (an addition),
+        ``"rejected"`` (a linear primitive without a rule for this operand;
+        the reason is noted) or None (no rule).
+        """
         name, params = step.primitive.name, step.params
         if name in ("add", "sub"):
             return "bias"
