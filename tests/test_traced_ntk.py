@@ -24,7 +24,8 @@ def _jitter(tree, seed, scale=0.2):
     """Move every leaf off its initial value (zero biases, unit scales) so that every parameter matters."""
     leaves, treedef = jax.tree_util.tree_flatten(tree)
     keys = jax.random.split(jax.random.PRNGKey(seed), len(leaves))
-    return treedef.unflatten([leaf + scale * jax.random.normal(k, leaf.shape, leaf.dtype) for leaf, k in zip(leaves, keys)])
+    return treedef.unflatten([leaf + scale * jax.random.normal(k, leaf.shape, leaf.dtype)
+                              for leaf, k in zip(leaves, keys)])
 
 
 def _running_stats(channels):

@@ -360,9 +360,10 @@ class _Analysis:
                 labels[d] = ("s", k + 1)
             labels = tuple(labels)
             w_shape = program.shapes[step.ins[1]]
-            geometry = (tuple(w_shape[d] for d in rhs_spec[2:]), tuple(step.params["window_strides"]),
-                        tuple(map(tuple, step.params["padding"])), tuple(step.params["lhs_dilation"]),
-                        tuple(step.params["rhs_dilation"]), tuple(out_shape[d] for d in out_spec[2:]))
+            padding = tuple((int(lo), int(hi)) for lo, hi in step.params["padding"])
+            geometry = (tuple(w_shape[d] for d in rhs_spec[2:]), tuple(step.params["window_strides"]), padding,
+                        tuple(step.params["lhs_dilation"]), tuple(step.params["rhs_dilation"]),
+                        tuple(out_shape[d] for d in out_spec[2:]))
         point, point_labels, bias = self._fuse_bias(z, labels, single)
         axes, shape = _layout(point_labels, program.shapes[point])
         self.covered.add(leaf)
@@ -374,7 +375,7 @@ class _Analysis:
         self.layers.append((TracedLinear(bias is not None, geometry), rule, shape[-1]))
 
     def _fuse_bias(self, z, labels, single):
-        """Follow layout steps from ``z`` to an ``add`` of a bias broadcast over positions: ``(point, labels, leaf)``."""
+        """Follow layout steps from ``z`` to an ``add`` of a per-channel bias: ``(point, labels, bias leaf)``."""
         program, current, current_labels = self.program, z, labels
         while len(self.consumers[current]) == 1 and current != program.out_id:
             i = self.consumers[current][0]
@@ -477,7 +478,7 @@ class TracedNetwork:
         return tuple(self.analysis.layers)
 
     def sizes(self):
-        """Per-sample elements ``(inputs, outputs, weights, input patches)`` per linear layer, and per own-gradient leaf."""
+        """Per-sample elements ``(inputs, outputs, weights, patches)`` per linear layer, and per own-gradient leaf."""
         analysis = self.analysis
         treedef, leaves, _, _ = self.signature
         shapes = analysis.program.shapes
