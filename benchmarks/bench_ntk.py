@@ -4,7 +4,7 @@ Times ``sklearn_ntkal.engine.empirical_ntk`` with ``implementation="structured"`
 ``"jacobian"`` and ``"ntvp"`` on an MLP 784-512-512-10 and the ``cnn`` preset
 (28x28x1 inputs) for ``kind="full"`` and ``kind="pntk"`` at n x n inputs
 (two disjoint sets of MNIST-5k images, or one with ``--symmetric``), and
-compares with two baselines measured in the same run:
+compares with two baselines measured in the same run (the ``preset`` rows):
 
 - neural-tangents 0.6.5 structured derivatives (Novak, Sohl-Dickstein &
   Schoenholz, ICML 2022), ``nt.empirical_ntk_fn(f, trace_axes=(), vmap_axes=0,
@@ -31,6 +31,13 @@ compares with two baselines measured in the same run:
                                                (Gram of per-sample weight gradients)
       features:  N [sum_l f_l  +  K sum_{l>1} f_l  +  K sum_{conv l} f_l]
                     (forward)    (K cotangent passes) (per-sample weight gradients)
+
+The same two networks, with the preset's weights, are also written as a Flax
+module, an Equinox module (CHW images) and a ``jax.example_libraries.stax``
+pair (``--sources``) and timed through ``implementation="auto"``, which reads
+their structured rules from their jaxprs; each kernel is checked against the
+preset's, and its time set against the preset's at the same memory budget
+(goal: at most 1.5x) and neural-tangents' (goal: at least 1x).
 
 ``"jacobian"`` and ``"ntvp"`` cost 2 (n1 K)(n2 K) P (P parameters) and more, so
 they are timed at ``--slow-n`` samples, checked against the structured kernel
@@ -63,6 +70,7 @@ import time
 from pathlib import Path
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 from sklearn_ntkal.datasets import load_dataset
@@ -80,6 +88,8 @@ NT_TENSORFLOW = ("tensorflow-cpu==2.16.1", "dm-tree")
 NT_TENSORFLOW_NO_DEPS = ("tf2jax==0.3.6",)
 GOALS = {("mlp", "full"): 1.5, ("cnn", "full"): 1.0}
 ROOFLINE_GOAL = 0.7
+SOURCES = ("preset", "flax", "equinox", "stax")
+USER_GOAL = 1.5
 
 
 def parse_args(argv):
@@ -99,6 +109,10 @@ def parse_args(argv):
     parser.add_argument("--kinds", nargs="+", default=["full", "pntk"], choices=["full", "pntk"])
     parser.add_argument("--implementations", nargs="+", default=["structured", "jacobian", "ntvp"],
                         choices=["structured", "jacobian", "ntvp"])
+    parser.add_argument("--sources", nargs="+", default=list(SOURCES), choices=SOURCES,
+                        help="who writes the network: the built-in preset, and the same network (same weights) as a "
+                             "Flax module, an Equinox module or a jax.example_libraries.stax pair, timed with "
+                             "implementation='auto' at the first memory budget (default: all)")
     parser.add_argument("--cnn-channels", type=int, nargs="+", default=[32, 64])
     parser.add_argument("--symmetric", action="store_true", help="kernel of one set with itself (x2=None)")
     parser.add_argument("--seed", type=int, default=0, help="weights and the choice of images")
@@ -213,7 +227,7 @@ def our_timings(args, network, params, x1, x2, kind):
     """``[(row, Timing)]`` for every implementation and budget; warm-up calls made, slow checks done."""
     out = []
     budgets = [int(b * MIB) for b in args.memory_budget]
-    for impl in args.implementations:
+    for impl in args.implementations if "preset" in args.sources else ():
         slow = impl != "structured"
         n = args.slow_n if slow else args.n
         a, b = x1[:n], None if x2 is None else x2[:n]
@@ -223,7 +237,8 @@ def our_timings(args, network, params, x1, x2, kind):
 
             timing = Timing(call, args.long_run)
             kernel = timing.warmup()
-            row = {"implementation": impl, "memory_budget_mib": budget / MIB, "n": n, "extrapolated": n != args.n}
+            row = {"implementation": impl, "source": "preset", "memory_budget_mib": budget / MIB, "n": n,
+                   "extrapolated": n != args.n}
             if slow:
                 check = empirical_ntk(network, params, a, b, kind=kind, implementation="structured")
                 row["max_rel_diff_vs_structured"] = float(np.abs(kernel - check).max() / np.abs(check).max())
@@ -232,6 +247,117 @@ def our_timings(args, network, params, x1, x2, kind):
             print(f"  warm-up {impl:<10} budget {budget / MIB:6.0f} MiB  n={n:<5} {timing.warmup_seconds:9.3f} s",
                   flush=True)
             out.append((row, timing))
+    return out
+
+
+def _stax_network(convs, dense):
+    from jax.example_libraries import stax
+
+    pairs = []
+    for w, b in convs:
+        pairs += [(stax.Conv(w.shape[-1], w.shape[:2], padding="SAME"), (w, b.reshape(1, 1, 1, -1))),
+                  (stax.Relu, ()), (stax.AvgPool((2, 2), (2, 2)), ())]
+    pairs += [(stax.Flatten, ())] if convs else []
+    for w, b in dense[:-1]:
+        pairs += [(stax.Dense(w.shape[1]), (w, b)), (stax.Relu, ())]
+    pairs.append((stax.Dense(dense[-1][0].shape[1]), dense[-1]))
+    _, apply_fn = stax.serial(*[layer for layer, _ in pairs])
+    return apply_fn, [p for _, p in pairs], lambda x: x
+
+
+def _flax_network(convs, dense):
+    import flax.linen as nn
+
+    class Network(nn.Module):
+        @nn.compact
+        def __call__(self, x):
+            for w, _ in convs:
+                x = nn.avg_pool(nn.relu(nn.Conv(w.shape[-1], w.shape[:2])(x)), (2, 2), (2, 2))
+            x = x.reshape(x.shape[0], -1)
+            for w, _ in dense[:-1]:
+                x = nn.relu(nn.Dense(w.shape[1])(x))
+            return nn.Dense(dense[-1][0].shape[1])(x)
+
+    params = {f"Conv_{i}": {"kernel": w, "bias": b} for i, (w, b) in enumerate(convs)}
+    params.update({f"Dense_{i}": {"kernel": w, "bias": b} for i, (w, b) in enumerate(dense)})
+    module = Network()
+    return (lambda p, x: module.apply({"params": p}, x)), params, lambda x: x
+
+
+def _equinox_network(convs, dense, image_shape):
+    import equinox as eqx
+
+    class Network(eqx.Module):
+        convs: tuple
+        dense: tuple
+
+        def __call__(self, x):
+            for conv in self.convs:
+                x = eqx.nn.AvgPool2d(2, 2)(jax.nn.relu(conv(x)))
+            x = x.reshape(-1)
+            for layer in self.dense[:-1]:
+                x = jax.nn.relu(layer(x))
+            return self.dense[-1](x)
+
+    key = jax.random.PRNGKey(0)
+    if convs:  # the preset flattens (h, w, c) images, Equinox (c, h, w) ones: permute the first dense layer's rows
+        h, w, c = image_shape[0] >> len(convs), image_shape[1] >> len(convs), convs[-1][0].shape[-1]
+        first = dense[0][0].reshape(h, w, c, -1).transpose(2, 0, 1, 3).reshape(h * w * c, -1)
+        dense = [(first, dense[0][1])] + dense[1:]
+    conv_layers = tuple(
+        eqx.tree_at(lambda m: (m.weight, m.bias),
+                    eqx.nn.Conv2d(w.shape[2], w.shape[3], w.shape[:2], padding=w.shape[0] // 2, key=key),
+                    (jnp.transpose(w, (3, 2, 0, 1)), b.reshape(-1, 1, 1)))
+        for w, b in convs)
+    dense_layers = tuple(eqx.tree_at(lambda m: (m.weight, m.bias), eqx.nn.Linear(*w.shape, key=key), (w.T, b))
+                         for w, b in dense)
+    params, static = eqx.partition(Network(conv_layers, dense_layers), eqx.is_inexact_array)
+
+    def apply_fn(p, x):
+        return jax.vmap(eqx.combine(p, static))(x)
+
+    return apply_fn, params, (lambda x: np.transpose(x, (0, 3, 1, 2))) if convs else (lambda x: x)
+
+
+def user_network(source, name, params, image_shape):
+    """The preset as a ``source`` network with the preset's weights: ``(apply_fn, params, to_inputs)``.
+
+    ``to_inputs`` maps the preset's inputs to the network's (NHWC images to
+    CHW for Equinox). Raises ImportError where the package is missing.
+    """
+    linear = [tuple(jnp.asarray(a) for a in p) for p in linear_params(params)]
+    n_convs = len(linear) - 2 if name == "cnn" else 0
+    convs, dense = linear[:n_convs], linear[n_convs:]
+    if source == "stax":
+        return _stax_network(convs, dense)
+    if source == "flax":
+        return _flax_network(convs, dense)
+    return _equinox_network(convs, dense, image_shape)
+
+
+def user_timings(args, name, params, image_shape, x1, x2, kind, reference):
+    """``[(row, Timing)]`` of the preset written in every other source, at the first budget; skipped sources noted."""
+    out, budget = [], int(args.memory_budget[0] * MIB)
+    for source in [s for s in args.sources if s != "preset"]:
+        try:
+            apply_fn, user_params, to_inputs = user_network(source, name, params, image_shape)
+        except ImportError as exc:
+            print(f"  {source}: skipped ({exc})", flush=True)
+            continue
+        a, b = to_inputs(x1), None if x2 is None else to_inputs(x2)
+
+        def call(apply_fn=apply_fn, user_params=user_params, a=a, b=b):
+            return empirical_ntk(apply_fn, user_params, a, b, kind=kind, memory_budget=budget)
+
+        timing = Timing(call, args.long_run)
+        kernel = timing.warmup()
+        row = {"implementation": "structured", "source": source, "memory_budget_mib": budget / MIB, "n": args.n,
+               "extrapolated": False}
+        if reference is not None:
+            row["max_rel_diff_vs_structured"] = float(np.abs(kernel - reference).max() / np.abs(reference).max())
+        print(f"  warm-up {source:<10} budget {budget / MIB:6.0f} MiB  n={args.n:<5} {timing.warmup_seconds:9.3f} s",
+              flush=True)
+        out.append((row, timing))
     return out
 
 
@@ -301,7 +427,8 @@ def nt_environment_python(args):
         return None, "no neural-tangents environment given (use --setup-nt-env PATH or --nt-python PYTHON)"
     path = Path(args.setup_nt_env).expanduser()
     python = path / "bin" / "python"
-    probe = [str(python), "-c", f"import runpy; runpy.run_path({str(HERE / 'nt_reference.py')!r})"]
+    probe = [str(python), "-c", f"import runpy, sys; sys.path.insert(0, {str(HERE)!r}); "
+                                f"runpy.run_path({str(HERE / 'nt_reference.py')!r})"]
     if python.exists() and subprocess.run(probe, capture_output=True).returncode == 0:
         return str(python), None
     steps = [
@@ -348,6 +475,11 @@ def finish(results, rate, nt_rate=None):
             case["rows"].append(row)
 
 
+def label(row):
+    """An implementation, and who wrote the network when it is not the preset: ``structured [flax]``."""
+    return row["implementation"] + ("" if row["source"] == "preset" else f" [{row['source']}]")
+
+
 def table(results, nt_reason):
     """Markdown table of every measurement."""
     lines = ["| network | kind | implementation | budget MiB | n | seconds | s at full n | NT s / ours s "
@@ -362,7 +494,7 @@ def table(results, nt_reason):
             mark = "~" if row["extrapolated"] else ""
             star = "*" if row["includes_compile"] else ""
             lines.append(
-                f"| {case['network']} | {case['kind']} | {row['implementation']} | {row['memory_budget_mib']:.0f} "
+                f"| {case['network']} | {case['kind']} | {label(row)} | {row['memory_budget_mib']:.0f} "
                 f"| {row['n']} | {row['seconds']:.3f}{star} | {mark}{row['seconds_at_n']:.3f} "
                 f"| {fmt(row.get('speedup_vs_nt'), '.2f')} | {row['roofline_fraction']:.1%} "
                 f"| {fmt(row.get('max_rel_diff_vs_structured'), '.1e')} |"
@@ -377,8 +509,9 @@ def table(results, nt_reason):
         lines.append(f"| {case['network']} | {case['kind']} | GEMM roofline | - | {case['n']} | - "
                      f"| {case['roofline_seconds']:.3f} | - | 100% | - |")
     notes = ["", "`~`: timed at the smaller n and scaled by (n / n_timed)^2. `*`: one call, compilation included. "
-             "max rel diff: against our structured kernel (implementations) or, for neural-tangents, against "
-             "ours on the same inputs."]
+             "max rel diff: against our structured kernel of the preset (implementations, and the same network "
+             "written in Flax, Equinox or stax with the same weights: `[source]`) or, for neural-tangents, "
+             "against ours on the same inputs."]
     if nt_reason:
         notes.append(f"neural-tangents comparison skipped: {nt_reason}")
     return "\n".join(lines + notes)
@@ -399,8 +532,19 @@ def verdicts(results):
     """One line per goal of the engine: speed-up over neural-tangents and fraction of the roofline."""
     lines = []
     for case in results:
-        best = min((r for r in case["rows"] if r["implementation"] == "structured"),
-                   key=lambda r: r["seconds"], default=None)
+        presets = [r for r in case["rows"] if r["implementation"] == "structured" and r["source"] == "preset"]
+        for row in [r for r in case["rows"] if r["source"] != "preset"]:
+            same = [r for r in presets if r["memory_budget_mib"] == row["memory_budget_mib"]]
+            ratio = row["seconds"] / same[0]["seconds"] if same else None
+            parts = [f"{case['network']} {case['kind']}: {row['source']} network {row['seconds']:.3f} s"]
+            if ratio is not None:
+                parts.append(f"{ratio:.2f}x the preset's time (goal <= {USER_GOAL}x: "
+                             f"{'met' if ratio <= USER_GOAL else 'NOT met'})")
+            if row.get("speedup_vs_nt") is not None:
+                parts.append(f"{row['speedup_vs_nt']:.2f}x neural-tangents (goal >= 1x: "
+                             f"{'met' if row['speedup_vs_nt'] >= 1 else 'NOT met'})")
+            lines.append("; ".join(parts))
+        best = min(presets, key=lambda r: r["seconds"], default=None)
         if best is None:
             continue
         goal = GOALS.get((case["network"], case["kind"]))
@@ -431,7 +575,7 @@ def plot(results, path):
     for case in results:
         tag = f"{case['network']}/{case['kind']}"
         for row in case["rows"]:
-            labels.append(f"{tag} {row['implementation']} {row['memory_budget_mib']:.0f}M")
+            labels.append(f"{tag} {label(row)} {row['memory_budget_mib']:.0f}M")
             values.append(row["seconds_at_n"])
             colors.append(palette[row["implementation"]])
         if case.get("neural_tangents"):
@@ -468,6 +612,8 @@ def main(argv=None):
             for row, _ in measured:
                 if "kernel" in row:
                     cases[name]["kernels"].setdefault(kind, row.pop("kernel"))
+            reference = cases[name]["kernels"].get(kind)
+            measured += user_timings(args, name, params, x1.shape[1:], x1, x2, kind, reference)
             results.append({"network": name, "kind": kind, "n": args.n, "gram_flops": gram, "feature_flops": feats,
                             "flops": gram + feats, "measured": measured})
     nt, nt_info, nt_reason = None, None, None

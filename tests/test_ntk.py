@@ -12,7 +12,7 @@ import pytest
 
 from sklearn_ntkal.jax_compat import enable_x64
 from sklearn_ntkal.networks import Network, Reshape, Serial, cnn, mlp, wide_resnet
-from sklearn_ntkal.engine import KINDS, KernelSpec, chunk_size, empirical_ntk, structured
+from sklearn_ntkal.engine import KINDS, KernelSpec, chunk_size, empirical_ntk, structured, traced
 from sklearn_ntkal.engine.budget import bucket, chunk_length
 from sklearn_ntkal.engine.kernels import _in_sub_batches
 
@@ -88,8 +88,8 @@ def test_matches_explicit_jacobian_float64(name, kind, implementation):
     assert not jax.config.jax_enable_x64, "float64=True must not switch on x64 globally"
 
 
-def test_user_function_without_structure_uses_autodiff():
-    """A plain (init, apply) pair gets a correct kernel through implementation='auto'."""
+def test_user_function_gets_the_structured_kernel():
+    """A plain (init, apply) pair gets a correct kernel through 'auto', which reads its rules from the jaxpr."""
     w_shapes = [(5, 7), (7, 3)]
     keys = jax.random.split(jax.random.PRNGKey(0), 2)
     params = [jax.random.normal(k, s) for k, s in zip(keys, w_shapes)]
@@ -100,8 +100,8 @@ def test_user_function_without_structure_uses_autodiff():
     x = _inputs(6, (5,), 0)
     ref = explicit_kernel(apply_fn, params, x, x, "full")
     assert _rel_err(empirical_ntk(apply_fn, params, x), ref) < 1e-5
-    with pytest.raises(ValueError, match="structured"):
-        empirical_ntk(apply_fn, params, x, implementation="structured")
+    assert _rel_err(empirical_ntk(apply_fn, params, x, implementation="structured"), ref) < 1e-5
+    assert [rule for _, rule, _ in traced.trace(apply_fn, params, (5,), np.float32).rules] == ["dense", "output"]
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -157,10 +157,10 @@ def test_chunk_lengths_are_buckets_within_the_limit():
 def test_features_in_sub_batches_equal_one_batch():
     net, params, shape = _network("cnn")
     x = jnp.asarray(_inputs(7, shape, 11))
-    rules, _ = structured.plan(net, params, shape, x.dtype)
+    tape = traced.trace(net, params, shape, x.dtype)
 
     def feats(p, z):
-        return structured.features(net, rules, p, z, "full", 3)
+        return structured.features(tape, net, p, z, "full", 3)
 
     whole = jax.tree_util.tree_leaves(feats(params, x))
     parts = jax.tree_util.tree_leaves(_in_sub_batches(jax.jit(feats), 3)(params, x))

@@ -3,8 +3,9 @@
 These are the fallbacks for networks without structured rules (Novak et al.,
 ICML 2022, implementations 1 and 2), written on public JAX APIs only:
 
-- ``"jacobian"``: per-sample Jacobians ``J`` (K, n, P) by reverse mode, then
-  ``Theta = J J'^T``;
+- ``"jacobian"``: per-sample Jacobians ``J`` (n, K, P), ``vmap`` over samples
+  of K reverse-mode passes of that sample alone (one gradient per sample for
+  the pseudo-NTK), then ``Theta = J J'^T`` as one Gram;
 - ``"ntvp"``: columns ``J (J'^T e)`` by one VJP and one JVP per basis
   cotangent ``e`` of the second input; nothing parameter-sized per pair is kept.
 """
@@ -28,11 +29,20 @@ def directed(apply_fn, kind, n_outputs):
 
 
 def jacobian_features(apply_fn, params, x, kind, n_outputs):
-    """Flattened per-sample Jacobians, shape (n, K, P)."""
+    """Flattened per-sample Jacobians ``d (M f(x_i)) / d theta``, shape (n, K, P).
+
+    ``vmap`` over samples of the Jacobian of one sample's K directed outputs:
+    K vector-Jacobian products per sample, so the cost grows with n, where
+    the Jacobian of the whole batch's outputs would take n K backward passes
+    through the whole batch.
+    """
     fn = directed(apply_fn, kind, n_outputs)
-    jac = jax.jacrev(fn)(params, x)
-    leaves = [leaf.reshape(leaf.shape[0], leaf.shape[1], -1) for leaf in jax.tree_util.tree_leaves(jac)]
-    return jnp.concatenate(leaves, axis=-1)
+
+    def one(xi):
+        jac = jax.jacrev(lambda p: fn(p, xi[None])[0])(params)
+        return jnp.concatenate([leaf.reshape(leaf.shape[0], -1) for leaf in jax.tree_util.tree_leaves(jac)], axis=-1)
+
+    return jax.vmap(one)(x)
 
 
 def jacobian_gram(f1, f2, kind):

@@ -21,7 +21,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ..jax_compat import enable_x64
-from . import autodiff, structured
+from . import autodiff, structured, traced
 from .backends import neural_tangents_fn
 from .budget import DEFAULT_MEMORY_BUDGET, bucket, chunk_length, chunk_size, padded_chunks, rows_within
 from .pairing import check_kind
@@ -42,12 +42,14 @@ class KernelSpec:
         ``"pntk"``: the kernel of ``g(x) = sum_c f_c(x) / sqrt(C)`` (n1, n2),
         the pseudo-NTK of Mohamadi, Bae & Sutherland (NeurIPS 2022).
     implementation : {"auto", "structured", "jacobian", "ntvp", "neural_tangents"}, default="auto"
-        ``"structured"`` (input Gram times cotangent Gram per layer; Novak et
-        al., ICML 2022) needs a :class:`~sklearn_ntkal.networks.Network` whose
-        layers all have rules; ``"jacobian"`` and ``"ntvp"`` work for any
-        ``apply_fn``; ``"neural_tangents"`` uses that package if it imports.
-        ``"auto"`` picks structured where possible, else Jacobian contraction
-        (NTK-vector products when per-sample Jacobians would not fit the budget).
+        ``"structured"`` (input Gram times cotangent Gram per linear layer;
+        Novak et al., ICML 2022) reads its rules from the jaxpr of any
+        ``apply_fn`` (:mod:`~sklearn_ntkal.engine.traced`): every
+        ``dot_general`` and ``conv_general_dilated`` of a parameter, with its
+        bias, and per-sample gradients for parameter leaves without a rule.
+        ``"jacobian"`` (per-sample Jacobians) and ``"ntvp"`` (NTK-vector
+        products) are the general autodiff paths; ``"neural_tangents"`` uses
+        that package if it imports. ``"auto"`` is ``"structured"``.
     memory_budget : int, default=512 MiB
         Bytes of device memory a block may use; sets the chunk size.
     float64 : bool, default=False
@@ -84,8 +86,8 @@ def empirical_ntk(apply_fn, params, x1, x2=None, *, kind="full", implementation=
     Parameters
     ----------
     apply_fn : callable
-        ``apply_fn(params, x) -> (n, C)`` outputs. A
-        :class:`~sklearn_ntkal.networks.Network` enables the structured path.
+        ``apply_fn(params, x) -> (n, C)`` outputs, each sample's outputs a
+        function of that sample alone (normalisation in inference mode).
     params : pytree
         Parameters at which the kernel is taken (all leaves are differentiated).
     x1 : array of shape (n1, ...)
@@ -167,23 +169,14 @@ def _resolve(spec, network, params, sample_shape, n_outputs, dtype, facts):
     itemsize = np.dtype(dtype).itemsize
     n_dirs = 1 if kind == "pntk" else n_outputs
     pair_bytes = itemsize * 4 * (n_dirs**2 if kind == "full" else 1)
-    is_structured = getattr(network, "structured", False) is True and hasattr(network, "apply_tapped")
     jac_bytes = itemsize * 3 * n_dirs * autodiff.n_parameters(params)
-    if impl == "auto":
-        impl = "structured" if is_structured else ("jacobian" if 64 * jac_bytes <= spec.memory_budget else "ntvp")
-    if impl == "structured":
-        if not is_structured:
-            raise ValueError(
-                "implementation='structured' needs a sklearn_ntkal Network whose parametrised layers all have "
-                "structured rules (Dense, Conv); use 'auto', 'jacobian' or 'ntvp' for other networks"
-            )
-        rules, sizes = _memo(facts, ("plan", tuple(sample_shape), np.dtype(dtype).name),
-                             lambda: structured.plan(network, params, sample_shape, dtype))
-        kept, transient = (itemsize * e for e in structured.sample_elements(sizes, n_dirs, rules))
-        statics = {"rules": rules, "kind": kind, "n_outputs": n_outputs}
-        features = functools.partial(_structured_features, network, **statics)
+    if impl in ("auto", "structured"):
+        tape = _memo(facts, ("tape", tuple(sample_shape), np.dtype(dtype).name),
+                     lambda: traced.trace(network, params, sample_shape, dtype))
+        kept, transient = (itemsize * e for e in structured.sample_elements(tape, n_dirs))
+        features = functools.partial(_structured_features, network, tape=tape, kind=kind, n_outputs=n_outputs)
         return _in_sub_batches(features, rows_within(spec.memory_budget // 2, transient)), \
-            lambda f1, f2, params: _structured_gram(f1, f2, rules=rules, kind=kind), kept, pair_bytes
+            lambda f1, f2, params: _structured_gram(f1, f2, rules=tape.rules, kind=kind), kept, pair_bytes
     if impl == "jacobian":
         features = functools.partial(_jacobian_features, network, kind=kind, n_outputs=n_outputs)
         return _in_sub_batches(features, rows_within(spec.memory_budget // 2, jac_bytes)), \
@@ -223,9 +216,9 @@ def _in_sub_batches(features, max_batch):
     return run
 
 
-@functools.partial(jax.jit, static_argnames=("rules", "kind", "n_outputs"))
-def _structured_features(network, params, x, *, rules, kind, n_outputs):
-    return structured.features(network, rules, params, x, kind, n_outputs)
+@functools.partial(jax.jit, static_argnames=("tape", "kind", "n_outputs"))
+def _structured_features(network, params, x, *, tape, kind, n_outputs):
+    return structured.features(tape, network, params, x, kind, n_outputs)
 
 
 @functools.partial(jax.jit, static_argnames=("rules", "kind"))

@@ -7,68 +7,52 @@ Schoenholz, "Fast Finite Width Neural Tangent Kernel", ICML 2022), so no
 parameter-sized Jacobian is formed for dense layers. Convolutions (and dense
 layers applied to non-flat inputs) use per-sample weight gradients, one
 batched GEMM of input patches and cotangents each, joined so that one Gram
-covers all of them.
+covers all of them, together with the per-sample gradients of any parameter
+outside the linear layers.
+
+The layers come from a *tape*: an object with ``rules`` (``(layer, rule,
+out_dim)`` per linear layer in call order), ``sizes()`` and
+``cotangents(network, params, x, directions)`` giving every layer's input and
+output cotangents; :class:`~sklearn_ntkal.engine.traced.TracedNetwork` reads one
+from the jaxpr of any ``apply_fn``.
 """
 
 from __future__ import annotations
 
-import jax
 import jax.numpy as jnp
 
-from .derivatives import is_product, linear_pullback, parameter_gradients
+from .derivatives import parameter_gradients
 from .pairing import _HIGHEST, directions, finish, pair, scale_block
 
 
-def plan(network, params, sample_shape, dtype):
-    """Static description of the linear layers: one rule each, and per-sample sizes for chunking.
-
-    Rules are hashable ``(rule, out_dim, use_bias)`` triples, in call order,
-    so that they can be static arguments of compiled functions. The rule is
-    ``"output"`` for a product layer (see :mod:`.derivatives`) on flat
-    inputs whose output is the network's output (its cotangents are the
-    output directions themselves, the same for every sample), ``"dense"``
-    for other product layers on flat inputs (one position per sample: the
-    gradient is an outer product) and ``"grad"`` for the rest.
-    Sizes are ``(inputs, outputs, weights, input patches)`` in elements per
-    sample.
-    """
-    captured = []
-
-    def run(p, z):
-        out, records = network.apply_tapped(p, z)
-        captured[:] = [(r[3] is out, is_product(r[0]), getattr(r[0], "use_bias", False)) for r in records]
-        return [(r[2], r[3], r[1][0], r[0].patches(r[2]) if is_product(r[0]) else r[2]) for r in records]
-
-    one = jax.ShapeDtypeStruct((1,) + tuple(sample_shape), dtype)
-    shapes = jax.eval_shape(run, params, one)
-    rules = []
-    for (is_output, product, use_bias), (a, out, _, _) in zip(captured, shapes):
-        rule = ("output" if is_output else "dense") if product and a.ndim == 2 else "grad"
-        rules.append((rule, out.shape[-1], bool(use_bias)))
-    return tuple(rules), [(a.size, out.size, w.size, patches.size) for a, out, w, patches in shapes]
-
-
-def features(network, rules, params, x, kind, n_outputs):
+def features(tape, network, params, x, kind, n_outputs):
     """Array features of ``x``, sample axis first: ``(dense, grads)``.
 
     ``dense`` holds ``(inputs, deltas)`` per dense layer in the order of
-    ``rules`` (deltas ``None`` for the output layer); ``grads`` joins the
-    weight (and bias) gradients of every other layer into one (n, K, P)
-    array, so that their Grams are one GEMM, or is ``None`` if there are
-    none. Deltas and gradients carry a second axis over the K output
-    directions of ``kind``.
+    ``tape.rules`` (deltas ``None`` for the output layer); ``grads`` joins
+    the weight (and bias) gradients of every other layer, and the gradients
+    of parameters outside the linear layers, into one (n, K, P) array, so
+    that their Grams are one GEMM, or is ``None`` if there are none. Deltas
+    and gradients carry a second axis over the K output directions of
+    ``kind``.
+
+    Rules are ``"output"`` for a layer on flat inputs whose output is the
+    network's output (its cotangents are the output directions themselves,
+    the same for every sample), ``"dense"`` for other layers on flat inputs
+    (one position per sample: the gradient is an outer product) and
+    ``"grad"`` for the rest.
     """
-    _, records, taps, pullback = linear_pullback(network, params, x)
     m = directions(kind, n_outputs, x.dtype)
-    deltas = jax.vmap(pullback, out_axes=1)(jnp.broadcast_to(m[:, None, :], (m.shape[0], x.shape[0], n_outputs)))
+    taps, deltas, own = tape.cotangents(network, params, x, m)
     dense, grads = [], []
-    for (rule, _, _), (layer, *_), a, d in zip(rules, records, taps, deltas):
+    for (layer, rule, _), a, d in zip(tape.rules, taps, deltas):
         if rule == "output":
             dense.append((a, None))
         elif rule == "dense":
             dense.append((a, d))
         else:
             grads.append(parameter_gradients(layer, a, d))
+    grads += own
     return dense, (jnp.concatenate(grads, axis=-1) if grads else None)
 
 
@@ -81,9 +65,9 @@ def gram(rules, f1, f2, kind):
     """
     (dense1, grads1), (dense2, grads2) = f1, f2
     total = 0.0 if grads1 is None else pair(grads1, grads2, kind)
-    dense_layers = [rule for rule in rules if rule[0] != "grad"]
-    for (rule, out_dim, use_bias), (a1, d1), (a2, d2) in zip(dense_layers, dense1, dense2):
-        inputs = jnp.matmul(a1, a2.T, precision=_HIGHEST) + (1.0 if use_bias else 0.0)
+    dense_layers = [(layer, rule, out_dim) for layer, rule, out_dim in rules if rule != "grad"]
+    for (layer, rule, out_dim), (a1, d1), (a2, d2) in zip(dense_layers, dense1, dense2):
+        inputs = jnp.matmul(a1, a2.T, precision=_HIGHEST) + (1.0 if layer.use_bias else 0.0)
         if rule == "dense":
             total = total + scale_block(inputs, pair(d1, d2, kind))
         elif kind == "full":
@@ -94,18 +78,19 @@ def gram(rules, f1, f2, kind):
     return finish(total)
 
 
-def sample_elements(sizes, n_directions, rules):
+def sample_elements(tape, n_directions):
     """Elements per sample of the features kept for Grams, and of the temporaries that build them.
 
     Returns ``(kept, transient)``: a dense layer keeps its input and K
-    cotangents, a gradient layer K weight (and bias) gradients; building them
-    takes every layer's input, output and K cotangents, and a gradient
-    layer's input patches and gradients, twice (before and after they are
-    joined; bias gradients, K per output channel, are left out as
-    negligible).
+    cotangents, a gradient layer K weight (and bias) gradients, a parameter
+    outside the layers K gradients; building them takes every layer's input,
+    output and K cotangents, and a gradient layer's input patches and
+    gradients, twice (before and after they are joined; bias gradients, K per
+    output channel, are left out as negligible).
     """
+    layers, own = tape.sizes()
     kept = transient = 0
-    for (a, out, w, patch_elements), (rule, _, _) in zip(sizes, rules):
+    for (a, out, w, patch_elements), (_, rule, _) in zip(layers, tape.rules):
         transient += a + 3 * n_directions * out
         if rule == "output":
             kept += a
@@ -114,4 +99,6 @@ def sample_elements(sizes, n_directions, rules):
         else:
             kept += n_directions * w
             transient += patch_elements + 2 * n_directions * w
+    kept += n_directions * sum(own)
+    transient += 2 * n_directions * sum(own)
     return kept, transient
