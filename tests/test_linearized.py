@@ -22,11 +22,12 @@ SPACES = ("logits", "probabilities")
 # Independent references: every kernel in C x C block form, solved with numpy.
 
 def reference_outputs(clf, X, space):
-    """Network outputs in the output space, float64."""
+    """Network outputs in the output space, float64: logits, or ``softmax(f / T)`` with the network's temperature."""
     logits = network_outputs(clf, X, float64=True)
     if space == "logits":
         return logits
-    e = np.exp(logits - logits.max(axis=1, keepdims=True))
+    scaled = logits / getattr(clf, "temperature_", 1.0)
+    e = np.exp(scaled - scaled.max(axis=1, keepdims=True))
     return e / e.sum(axis=1, keepdims=True)
 
 
@@ -38,8 +39,9 @@ def reference_kernel(clf, X1, X2, kernel, space):
         theta = theta[:, :, None, None] * np.eye(n_classes)
     if space == "probabilities":
         p1, p2 = reference_outputs(clf, X1, space), reference_outputs(clf, X2, space)
-        a1 = np.einsum("ia,ab->iab", p1, np.eye(n_classes)) - p1[:, :, None] * p1[:, None, :]
-        a2 = np.einsum("ia,ab->iab", p2, np.eye(n_classes)) - p2[:, :, None] * p2[:, None, :]
+        t = getattr(clf, "temperature_", 1.0)
+        a1 = (np.einsum("ia,ab->iab", p1, np.eye(n_classes)) - p1[:, :, None] * p1[:, None, :]) / t
+        a2 = (np.einsum("ia,ab->iab", p2, np.eye(n_classes)) - p2[:, :, None] * p2[:, None, :]) / t
         theta = np.einsum("iab,ijbc,jdc->ijad", a1, theta, a2)
     return theta.transpose(0, 2, 1, 3).reshape(X1.shape[0] * n_classes, X2.shape[0] * n_classes)
 

@@ -19,16 +19,18 @@ DEFAULT_MEMORY_BUDGET = 512 * 2**20
 SMALLEST_BUCKET = 256
 
 
-def bucket(n):
-    """Padded length for ``n`` rows: ``SMALLEST_BUCKET`` up to it, then four sizes per octave.
+def bucket(n, smallest=SMALLEST_BUCKET):
+    """Padded length for ``n`` rows: ``smallest`` up to it, then four sizes per octave.
 
     Above the smallest bucket, lengths are ``m 2^e`` with ``m`` in 4..7, so
     padding adds at most a quarter and a set that grows by a few rows per
     round crosses into a new compiled shape only a few times per doubling.
+    A smaller ``smallest`` suits arrays whose cost grows with the square of
+    their length (the look-ahead's candidates).
     """
     n = int(n)
-    if n <= SMALLEST_BUCKET:
-        return SMALLEST_BUCKET
+    if n <= smallest:
+        return smallest
     step = 1 << ((n - 1).bit_length() - 3)
     return -(-n // step) * step
 

@@ -376,7 +376,7 @@ class NTKLookAheadQuery(QueryStrategy):
                 labels = pseudo[picks] if oracle is None else _oracle_labels(oracle, pool_positions[picks], clf)
             for i, pick in enumerate(picks):
                 if labels is not None:
-                    rows = bucket(mean.shape[0] // q) * q
+                    rows = _padded(mean.shape[0] // q) * q
                     mean = np.asarray(_update_mean(pad_rows(mean, rows), pad_rows(covariance.columns([pick]), rows),
                                                    pick, eye[labels[i]], posterior.ridge, q=q))[:mean.shape[0]]
                 covariance = covariance.condition([pick])
@@ -402,7 +402,7 @@ class NTKLookAheadQuery(QueryStrategy):
         """
         budget = DEFAULT_MEMORY_BUDGET if self.memory_budget is None else int(self.memory_budget)
         n_labels = n_outputs if self.objective in ("emoc", "eer_calibrated") else 1
-        m = bucket(covariance.n_rows // covariance.q)
+        m = _padded(covariance.n_rows // covariance.q)
         per_candidate = (covariance.column_bytes
                          + itemsize * (m * covariance.q**2 + 6 * n_labels * m * n_outputs))
         return chunk_length(n_scored, rows_within(budget, per_candidate))
@@ -420,7 +420,7 @@ class NTKLookAheadQuery(QueryStrategy):
         """
         n_outputs, q = base.shape[1], posterior.q
         m = base.shape[0]
-        m_pad = bucket(m)
+        m_pad = _padded(m)
         eye = np.eye(n_outputs, dtype=mean.dtype)
         padding = to_probabilities(np.zeros((m_pad - m, n_outputs), mean.dtype), posterior.output_space,
                                    posterior.temperature)
@@ -444,6 +444,11 @@ class NTKLookAheadQuery(QueryStrategy):
             primary.append(np.asarray(p))
             secondary.append(np.asarray(s))
         return np.concatenate(primary)[:candidates.size], np.concatenate(secondary)[:candidates.size]
+
+
+def _padded(m):
+    """Candidates padded to their bucket: four sizes per octave above 16."""
+    return bucket(m, smallest=16)
 
 
 def _antithetic_points(random_state, n_outputs):
