@@ -45,7 +45,7 @@ PARTS = {
     "bench_ntk": ("bench_ntk.py",
                   ["--n", "1000", "--networks", "mlp", "cnn", "--kinds", "full", "pntk",
                    "--implementations", "structured", "--memory-budget", "2048", "--repeats", "3"],
-                  ["--n", "100", "--networks", "mlp", "cnn", "--kinds", "full", "pntk",
+                  ["--n", "50", "--networks", "mlp", "cnn", "--kinds", "full", "pntk", "--cnn-channels", "8", "16",
                    "--implementations", "structured", "--memory-budget", "512", "--repeats", "1"]),
     "lookahead_speed": ("lookahead_speed.py",
                         ["--objectives", "mlmoc"],
