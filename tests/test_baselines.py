@@ -1,5 +1,7 @@
 """Baselines (random, entropy, margin, least confidence, BADGE, Coreset) against independent computations."""
 
+import copy
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -14,6 +16,7 @@ from sklearn_ntkal import JaxNetClassifier
 from sklearn_ntkal.engine.losses import per_sample_loss
 from sklearn_ntkal.networks import Dense
 from sklearn_ntkal.strategies.baselines import RandomQuery, UncertaintyQuery
+from sklearn_ntkal.strategies import diversity
 from sklearn_ntkal.strategies.diversity import BADGEQuery, CoresetQuery
 
 N_LABELED = 60
@@ -136,20 +139,26 @@ def test_uncertainty_through_pipeline_and_bad_measure(data):
 
 # ------------------------------------------------------------------ BADGE
 def _explicit_embeddings(clf, X):
-    """Gradients of the loss at the predicted label w.r.t. the last layer's (W, b), by jax.grad per sample."""
+    """Gradients of the cross-entropy of softmax(f / T) at the predicted label w.r.t. the last layer's (W, b)."""
     outputs = clf.network_(clf.params_, X)
     labels = jax.nn.one_hot(jnp.argmax(outputs, axis=1), outputs.shape[1])
+    temperature = getattr(clf, "temperature_", 1.0)
 
     def loss(params, x, t):
-        return per_sample_loss(clf.loss, clf.network_(params, x[None]), t[None])[0]
+        return per_sample_loss("cross_entropy", clf.network_(params, x[None]) / temperature, t[None])[0]
 
     grads = jax.vmap(jax.grad(loss), in_axes=(None, 0, 0))(clf.params_, X, labels)
     w, b = jax.tree_util.tree_leaves(grads)[-2:]
     return np.concatenate([np.asarray(w).reshape(len(X), -1), np.asarray(b)], axis=1).astype(np.float64)
 
 
-def test_badge_first_pick_and_distances_match_explicit_gradients(data, fitted):
+@pytest.mark.parametrize("temperature", [None, 0.2])
+def test_badge_first_pick_and_distances_match_explicit_gradients(data, fitted, temperature):
+    """Cross-entropy gradients of softmax(f / T) for either training loss; T from ``temperature_`` (1 without it)."""
     X_lab, y_lab, X_pool = data
+    if temperature is not None:
+        fitted = copy.copy(fitted)
+        fitted.temperature_ = temperature
     emb = _explicit_embeddings(fitted, X_pool)
     idx, scores = BADGEQuery(random_state=0)(_modal_learner(fitted, X_lab, y_lab), X_pool, n_instances=8)
     norms = np.sum(emb**2, axis=1)
@@ -197,6 +206,44 @@ def test_badge_skips_duplicates():
     for seed in range(10):
         idx = BADGEQuery(random_state=seed).query(X, np.full(6, np.nan), clf, batch_size=2)
         assert sorted(idx // 3) == [0, 1]
+
+
+def test_badge_copies_of_one_row():
+    """Four copies of one row: after the first pick every D^2 is (up to rounding) zero; the picks stay distinct."""
+    X = np.array([[0.5, -1.0]] * 4, dtype=np.float32)
+    clf = JaxNetClassifier(network=Dense(2), standardize=False, epochs=2, random_state=0).fit(X, [0, 1, 0, 1])
+    for seed in range(5):
+        idx, util = BADGEQuery(random_state=seed).query(X, np.full(4, np.nan), clf, batch_size=4,
+                                                         return_utilities=True)
+        assert sorted(idx) == [0, 1, 2, 3]
+        np.testing.assert_allclose(util[np.arange(1, 4), idx[1:]], 0.0, atol=1e-6 * util[0, idx[0]])
+
+
+def test_d2_draw_uniform_among_unchosen_when_every_weight_is_zero():
+    rng = np.random.RandomState(0)
+    draws = [diversity._d2_draw(np.zeros(5), [1, 3], rng) for _ in range(300)]
+    assert {weight for _, weight in draws} == {0.0}
+    counts = np.bincount([j for j, _ in draws], minlength=5)
+    assert counts[1] == counts[3] == 0 and counts.min(initial=300, where=counts > 0) > 70
+
+
+@pytest.mark.parametrize("strategy", [BADGEQuery(random_state=0), CoresetQuery()], ids=["badge", "coreset"])
+def test_picks_read_rows_of_features(data, fitted, monkeypatch, strategy):
+    """Each pick reads, per candidate, ``r``, ``h`` and ``||g||^2`` (BADGE: C + d + 1 float32) or ``h`` and
+    ``||h||^2`` (Coreset: d + 1): never an m x Cd embedding nor an m x n_L distance matrix."""
+    X_lab, y_lab, X_pool = data
+    width, n_classes = 32, len(fitted.classes_)
+    name = "_badge_distances" if isinstance(strategy, BADGEQuery) else "_coreset_distances"
+    distances, read = getattr(diversity, name), []
+
+    def counting(*args):
+        read.append(sum(a.nbytes for a in args if isinstance(a, np.ndarray) and a.ndim > 0))
+        return distances(*args)
+
+    monkeypatch.setattr(diversity, name, counting)
+    strategy(_modal_learner(fitted, X_lab, y_lab), X_pool, n_instances=5)
+    per_row = (n_classes + width + 1) if isinstance(strategy, BADGEQuery) else (width + 1)
+    assert read == [4 * len(X_pool) * per_row] * 5
 
 
 # ---------------------------------------------------------------- Coreset
