@@ -179,8 +179,10 @@ def test_partial_fit_equals_fit_on_union(mse_net, data, space):
     direct = reference_fit(mse_net, X_L, y_L, X_test, lin.ridge_, "pntk", space)
     ours = lin.decision_function(X_test)
     np.testing.assert_allclose(ours, direct, rtol=0, atol=1e-8)
-    union = LinearizedClassifier(mse_net, output_space=space).fit(X_L, y_L)
-    np.testing.assert_allclose(union.decision_function(X_test), ours, rtol=0, atol=1e-3)
+    same_ridge = lin.ridge_ * n_rows / np.trace(K)  # partial_fit keeps the first fit's absolute ridge
+    union = LinearizedClassifier(mse_net, output_space=space, ridge=same_ridge).fit(X_L, y_L)
+    assert union.ridge_ == pytest.approx(lin.ridge_, rel=1e-9)
+    np.testing.assert_allclose(union.decision_function(X_test), ours, rtol=0, atol=1e-8)
     np.testing.assert_array_equal(union.predict(X_test), lin.predict(X_test))
     np.testing.assert_array_equal(lin.X_fit_, X_L)
 

@@ -67,6 +67,18 @@ STRATEGIES = {
                                        n_candidates=1000, random_state=seed),
         "NTK look-ahead, hybrid mode (top 10 per step, then rank-one updates with their true labels), "
         "1000 random candidates", oracle=True),
+    "ntk_prefilter": StrategyEntry(
+        lambda seed: NTKLookAheadQuery(kernel="pntk", objective="mlmoc", mode="sequential", prefilter=2,
+                                       n_candidates=1000, random_state=seed),
+        "margin pre-filter (2 x batch smallest margins), then sequential MLMOC look-ahead among them"),
+    "ntk_influence": StrategyEntry(
+        lambda seed: NTKLookAheadQuery(kernel="pntk", objective="influence", mode="sequential", n_candidates=1000,
+                                       random_state=seed),
+        "label-free influence: margin-weighted posterior variance removed, sequential covariance updates"),
+    "ntk_eer": StrategyEntry(
+        lambda seed: NTKLookAheadQuery(kernel="pntk", objective="eer_calibrated", mode="sequential",
+                                       n_candidates=1000, random_state=seed),
+        "calibrated expected error reduction over every label, sequential"),
     "dynamical": StrategyEntry(lambda seed: DynamicALQuery(selection="topk", random_state=seed),
                                "dynamicAL: top-k training-dynamics scores (Wang et al., 2022)"),
     "dynamical_greedy": StrategyEntry(lambda seed: DynamicALQuery(selection="greedy", random_state=seed),
