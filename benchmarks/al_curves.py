@@ -45,6 +45,7 @@ from sklearn_ntkal.bench import (PRESETS, BenchmarkConfig, BenchmarkResult, Stre
                                  format_streaming_table, format_table, run_benchmark, run_streaming, summarize,
                                  summarize_streaming, write_report)
 from sklearn_ntkal.bench.report import REFERENCES, verdict
+from sklearn_ntkal.bench.presets import PROTOCOL_STRATEGIES
 from sklearn_ntkal.bench.streaming import REFERENCE as STREAMING_REFERENCE
 
 DATASETS = ("digits", "mnist5k")
@@ -129,6 +130,9 @@ def parse_args(argv):
     parser.add_argument("--networks", default=",".join(NETWORKS), help="comma-separated (default mlp,cnn)")
     parser.add_argument("--losses", "--loss", default="mse",
                         help="comma-separated training losses, one part each (default mse, the look-ahead paper's)")
+    parser.add_argument("--strategies", default=None,
+                        help="comma-separated strategies of the non-streaming parts (default: the protocol's, "
+                             f"{','.join(PROTOCOL_STRATEGIES)})")
     parser.add_argument("--seeds", type=int, default=None, help="number of seeds (default 10 on digits, 5 elsewhere)")
     parser.add_argument("--imbalance", type=float, default=10.0,
                         help="class ratio of the imbalanced part (default 10)")
@@ -172,6 +176,8 @@ def configs(args):
                 fields["imbalance"] = args.imbalance
             if part == "streaming":
                 fields["eval_every"] = args.eval_every
+            if args.strategies and part != "streaming":
+                fields["strategies"] = tuple(args.strategies.split(","))
             if args.quick:
                 fields.update(seeds=(0, 1), n_rounds=2, epochs=20, max_samples=400)
                 if part != "streaming":

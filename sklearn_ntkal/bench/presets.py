@@ -6,8 +6,10 @@ PAPER_STRATEGIES = ("random", "entropy", "margin", "badge", "coreset", "ntk_look
                     "dynamical")
 
 PROTOCOL_STRATEGIES = ("random", "entropy", "margin", "badge", "coreset", "ntk_lookahead", "ntk_lookahead_seq",
-                       "ntk_lookahead_seq_oracle", "ntk_lookahead_hybrid_oracle", "dynamical")
-"""Strategies of the papers' protocol: the baselines, NTK look-ahead with pseudo and true labels, dynamicAL top-k.
+                       "ntk_lookahead_seq_oracle", "ntk_lookahead_hybrid_oracle", "ntk_prefilter", "ntk_influence",
+                       "ntk_eer", "dynamical")
+"""Strategies of the papers' protocol: the baselines, NTK look-ahead with pseudo and true labels, the project's
+look-ahead objectives beyond the paper (margin pre-filter, influence, calibrated EER), dynamicAL top-k.
 
 dynamicAL's greedy variant is left out: it picks near-duplicates (a documented negative result)."""
 

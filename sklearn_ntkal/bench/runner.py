@@ -247,6 +247,9 @@ class BenchmarkResult:
 def load_checkpoint(path, config, run_type):
     """Finished runs in the checkpoint at ``path`` by ``(strategy, seed)``; empty if there is none yet.
 
+    Runs depend on every setting but the lists of strategies and seeds, so a
+    benchmark resumed with more strategies or seeds reuses what finished.
+
     Parameters
     ----------
     path : str or None
@@ -263,12 +266,16 @@ def load_checkpoint(path, config, run_type):
         return {}
     with open(path, encoding="utf-8") as handle:
         lines = [json.loads(line) for line in handle if line.strip()]
-    expected = json.loads(json.dumps(dataclasses.asdict(config)))
-    if not lines or lines[0] != expected:
+    if not lines or _settings(lines[0]) != _settings(json.loads(json.dumps(dataclasses.asdict(config)))):
         raise ConfigError(f"checkpoint {path} was written for other settings; remove it or pass another path")
     fields = {field.name for field in dataclasses.fields(run_type)}
     runs = [run_type(**{key: value for key, value in line.items() if key in fields}) for line in lines[1:]]
     return {(run.strategy, run.seed): run for run in runs}
+
+
+def _settings(fields):
+    """The fields of a configuration that a finished run depends on: all but the strategy and seed lists."""
+    return {key: value for key, value in fields.items() if key not in ("strategies", "seeds")}
 
 
 def append_checkpoint(path, config, run):
