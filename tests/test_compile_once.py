@@ -6,7 +6,8 @@ import optax
 import pytest
 from modAL.models import ActiveLearner
 
-from sklearn_ntkal import DynamicALQuery, JaxNetClassifier, NTKLookAheadQuery, RandomQuery, UncertaintyQuery
+from sklearn_ntkal import (BADGEQuery, CoresetQuery, DynamicALQuery, JaxNetClassifier, NTKLookAheadQuery, RandomQuery,
+                           UncertaintyQuery)
 from sklearn_ntkal.engine.forward import outputs
 from sklearn_ntkal.estimators.training import train_step
 
@@ -36,7 +37,10 @@ def _classifier(**kwargs):
 STRATEGIES = {
     "random": lambda: RandomQuery(random_state=0),
     "margin": lambda: UncertaintyQuery(measure="margin"),
+    "badge": lambda: BADGEQuery(random_state=0),
+    "coreset": lambda: CoresetQuery(),
     "dynamical": lambda: DynamicALQuery(random_state=0),
+    "dynamical_deinfluence": lambda: DynamicALQuery(selection="deinfluence", random_state=0),
     "lookahead": lambda: NTKLookAheadQuery(random_state=0),
     "lookahead_sequential": lambda: NTKLookAheadQuery(mode="sequential", objective="influence", random_state=0),
 }

@@ -81,6 +81,12 @@ STRATEGIES = {
         "calibrated expected error reduction over every label, sequential"),
     "dynamical": StrategyEntry(lambda seed: DynamicALQuery(selection="topk", random_state=seed),
                                "dynamicAL: top-k training-dynamics scores (Wang et al., 2022)"),
+    "dynamical_network": StrategyEntry(
+        lambda seed: DynamicALQuery(loss="network", selection="topk", random_state=seed),
+        "dynamicAL, top-k, differentiating the loss the network was trained with"),
+    "dynamical_deinfluence": StrategyEntry(
+        lambda seed: DynamicALQuery(loss="network", selection="deinfluence", random_state=seed),
+        "dynamicAL with the network's loss and the authors' de-influence diversity sequence"),
     "dynamical_greedy": StrategyEntry(lambda seed: DynamicALQuery(selection="greedy", random_state=seed),
                                       "dynamicAL, greedy with the cross terms kept (picks near-duplicates: a negative result)"),
     "retrain_lookahead": StrategyEntry(

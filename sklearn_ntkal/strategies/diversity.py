@@ -8,13 +8,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ..engine.budget import DEFAULT_MEMORY_BUDGET, rows_within
+from ..engine.budget import DEFAULT_MEMORY_BUDGET, bucket, rows_within
 from ..engine.forward import FORWARD_ROWS, map_rows
 from ..engine.losses import output_gradient, pseudo_labels
+from ..engine.pytrees import as_argument
 from .base import QueryStrategy
 
 
-@functools.partial(jax.jit, static_argnums=0)
+@jax.jit
 def _outputs_and_features(network, params, x):
     """Network outputs ``f(x)`` and the inputs ``h`` of its last linear layer (one traced pass)."""
     return network(params, x), network.last_linear(params, x)[0]
@@ -46,11 +47,12 @@ def penultimate_features(clf, X):
     whether that layer has a bias.
     """
     has_bias = last_layer(clf, X)[1]
-    outputs, features = map_rows(functools.partial(_outputs_and_features, clf.network_, clf.params_), [X])
+    outputs, features = map_rows(functools.partial(_outputs_and_features, as_argument(clf.network_), clf.params_),
+                                 [X])
     return outputs, features, has_bias
 
 
-@functools.partial(jax.jit, static_argnums=(0, 1))
+@functools.partial(jax.jit, static_argnums=1)
 def _badge_rows(network, bias, params, temperature, x):
     """Factors ``r`` (m, C) and ``h`` (m, d) of the embeddings ``g = r ⊗ [h, 1]``, and ``||g||^2``.
 
@@ -74,7 +76,7 @@ def _badge_distances(r, h, norms, bias, j):
     return np.maximum(norms + norms[j] - 2.0 * cross, 0.0)
 
 
-@functools.partial(jax.jit, static_argnums=0)
+@jax.jit
 def _coreset_rows(network, params, centres, x):
     """Penultimate features ``h`` (m, d), ``||h||^2`` and the squared distance of each row to its nearest centre."""
     h = network.last_linear(params, x)[0]
@@ -142,7 +144,8 @@ class BADGEQuery(QueryStrategy):
     def _select(self, clf, X_labeled, y_labeled, X_candidates, n_instances, random_state):
         bias = float(last_layer(clf, X_candidates)[1])
         temperature = jnp.float32(getattr(clf, "temperature_", 1.0))
-        r, h, norms = map_rows(functools.partial(_badge_rows, clf.network_, bias, clf.params_, temperature),
+        r, h, norms = map_rows(functools.partial(_badge_rows, as_argument(clf.network_), bias, clf.params_,
+                                                 temperature),
                                [X_candidates])
         return _kmeans_pp(functools.partial(_badge_distances, r, h, norms, np.float32(bias)), norms,
                           n_instances, random_state)
@@ -175,9 +178,11 @@ class CoresetQuery(QueryStrategy):
 
     def _select(self, clf, X_labeled, y_labeled, X_candidates, n_instances, random_state):
         width = last_layer(clf, X_candidates)[0]
-        centres = jax.device_put(penultimate_features(clf, X_labeled)[1])
+        centres = penultimate_features(clf, X_labeled)[1]
+        # Repeats of the first centre pad the centres to their bucket: nearest distances are unchanged.
+        centres = jax.device_put(centres[np.minimum(np.arange(bucket(len(centres))), len(centres) - 1)])
         limit = min(FORWARD_ROWS, rows_within(DEFAULT_MEMORY_BUDGET, 4 * (centres.shape[0] + width)))
-        h, sq, nearest = map_rows(functools.partial(_coreset_rows, clf.network_, clf.params_, centres),
+        h, sq, nearest = map_rows(functools.partial(_coreset_rows, as_argument(clf.network_), clf.params_, centres),
                                   [X_candidates], limit)
         positions, picked = _greedy_farthest(functools.partial(_coreset_distances, h, sq), nearest, n_instances)
         return positions, np.sqrt(picked)
