@@ -73,7 +73,8 @@ def measure_loop(name, args):
 
     jax.monitoring.register_event_duration_secs_listener(listen)
     strategy = {"random": RandomQuery(random_state=0), "margin": UncertaintyQuery(measure="margin"),
-                "ntk_lookahead": NTKLookAheadQuery(random_state=0), "dynamical": DynamicALQuery(random_state=0),
+                "ntk_lookahead": NTKLookAheadQuery(objective="mlmoc", mode="batch", random_state=0),
+                "dynamical": DynamicALQuery(selection="topk", random_state=0),
                 "badge": BADGEQuery(random_state=0), "coreset": CoresetQuery()}[name]
     X, y = load_digits(return_X_y=True)
     X = X.astype(np.float32)

@@ -145,24 +145,23 @@ def test_score_is_gain_in_training_dynamics(fitted, data, net, loss):
     X_S, y_S, X_U = data
     clf = fitted[net]
     expected = BruteForce(clf, clf.loss if loss == "network" else loss, X_S, y_S, X_U).scores()
-    got64 = all_scores(DynamicALQuery(loss=loss, float64=True), clf, X_S, y_S, X_U)
+    got64 = all_scores(DynamicALQuery(selection="topk", loss=loss, float64=True), clf, X_S, y_S, X_U)
     np.testing.assert_allclose(got64, expected, rtol=1e-9, atol=1e-9 * np.abs(expected).max())
-    got32 = all_scores(DynamicALQuery(loss=loss), clf, X_S, y_S, X_U)
+    got32 = all_scores(DynamicALQuery(selection="topk", loss=loss), clf, X_S, y_S, X_U)
     np.testing.assert_allclose(got32, expected, rtol=1e-4, atol=1e-5 * np.abs(expected).max())
 
 
-def test_default_loss_is_cross_entropy_whatever_the_network(fitted, data):
-    """The paper differentiates cross-entropy; ``loss="network"`` follows the classifier's own loss."""
+def test_default_loss_is_the_networks_own(fitted, data):
+    """The default differentiates the classifier's own loss; cross-entropy when it has none (the paper's)."""
     X_S, y_S, X_U = data
     clf = fitted["mlp_mse"]
     default = all_scores(DynamicALQuery(), clf, X_S, y_S, X_U)
-    np.testing.assert_array_equal(default, all_scores(DynamicALQuery(loss="cross_entropy"), clf, X_S, y_S, X_U))
-    own = all_scores(DynamicALQuery(loss="network"), clf, X_S, y_S, X_U)
-    np.testing.assert_array_equal(own, all_scores(DynamicALQuery(loss="mse"), clf, X_S, y_S, X_U))
-    assert not np.allclose(default, own)
+    np.testing.assert_array_equal(default, all_scores(DynamicALQuery(loss="mse"), clf, X_S, y_S, X_U))
+    cross_entropy = all_scores(DynamicALQuery(loss="cross_entropy"), clf, X_S, y_S, X_U)
+    assert not np.allclose(default, cross_entropy)
     bare = copy.copy(clf)
     del bare.loss
-    np.testing.assert_array_equal(all_scores(DynamicALQuery(loss="network"), bare, X_S, y_S, X_U), default)
+    np.testing.assert_array_equal(all_scores(DynamicALQuery(), bare, X_S, y_S, X_U), cross_entropy)
 
 
 def test_last_layer_is_brute_force_on_output_layer(fitted, data):
@@ -173,14 +172,14 @@ def test_last_layer_is_brute_force_on_output_layer(fitted, data):
     assert leaves[-2] is W and leaves[-1] is b
     brute = BruteForce(clf, "cross_entropy", X_S, y_S, X_U, select=slice(len(leaves) - 2, None))
     expected = brute.scores()
-    got = all_scores(DynamicALQuery(parameters="last_layer", float64=True), clf, X_S, y_S, X_U)
+    got = all_scores(DynamicALQuery(selection="topk", parameters="last_layer", float64=True), clf, X_S, y_S, X_U)
     np.testing.assert_allclose(got, expected, rtol=1e-9, atol=1e-9 * np.abs(expected).max())
     picked, gains = brute.greedy(4)
     positions, scores = DynamicALQuery(parameters="last_layer", selection="greedy", float64=True)(
         learner_of(clf, X_S, y_S), X_U, n_instances=4)
     np.testing.assert_array_equal(positions, picked)
     np.testing.assert_allclose(scores, gains, rtol=1e-9)
-    full = all_scores(DynamicALQuery(float64=True), clf, X_S, y_S, X_U)
+    full = all_scores(DynamicALQuery(selection="topk", float64=True), clf, X_S, y_S, X_U)
     assert not np.allclose(got, full, rtol=1e-3)
 
 
@@ -205,7 +204,7 @@ def test_last_layer_behind_a_nonlinearity(data):
     clf = JaxNetClassifier(network=Serial(Dense(16), Tanh(), Dense(10), Tanh()), epochs=1, random_state=0).fit(X_S, y_S)
     n_leaves = len(jax.tree_util.tree_leaves(clf.params_))
     expected = BruteForce(clf, "cross_entropy", X_S, y_S, X_U, select=slice(n_leaves - 2, None)).scores()
-    got = all_scores(DynamicALQuery(parameters="last_layer", float64=True), clf, X_S, y_S, X_U)
+    got = all_scores(DynamicALQuery(selection="topk", parameters="last_layer", float64=True), clf, X_S, y_S, X_U)
     np.testing.assert_allclose(got, expected, rtol=1e-9, atol=1e-9 * np.abs(expected).max())
 
 
@@ -257,7 +256,7 @@ def test_sequential_selections_are_brute_force_greedy(fitted, data, net, selecti
             learner_of(clf, X_S, y_S), X_U, n_instances=4)
         np.testing.assert_array_equal(positions, picked)
         np.testing.assert_allclose(scores, gains, rtol=1e-9)
-    topk, _ = DynamicALQuery(loss="network", float64=True)(learner_of(clf, X_S, y_S), X_U, n_instances=4)
+    topk, _ = DynamicALQuery(selection="topk", loss="network", float64=True)(learner_of(clf, X_S, y_S), X_U, n_instances=4)
     assert positions[0] == topk[0]
 
 
@@ -268,8 +267,8 @@ def test_gradient_form_equals_kernel_form(fitted, data, selection, net, loss):
     clf = fitted[net]
     for float64, rtol in ((False, 1e-5), (True, 1e-10)):
         if selection == "topk":  # every candidate; kernel blocks of 9 to 15 candidates
-            g = all_scores(DynamicALQuery(loss=loss, float64=float64), clf, X_S, y_S, X_U)
-            k = all_scores(DynamicALQuery(loss=loss, form="kernel", float64=float64, memory_budget=2**20),
+            g = all_scores(DynamicALQuery(selection="topk", loss=loss, float64=float64), clf, X_S, y_S, X_U)
+            k = all_scores(DynamicALQuery(selection="topk", loss=loss, form="kernel", float64=float64, memory_budget=2**20),
                            clf, X_S, y_S, X_U)
             np.testing.assert_allclose(g, k, rtol=rtol, atol=rtol * np.abs(k).max())
         else:
@@ -320,7 +319,7 @@ def test_exact_ties_are_broken_by_random_state(fitted, data):
     pool = np.repeat(X_U[:1], 6, axis=0)
     orders = set()
     for seed in range(6):
-        positions, scores = DynamicALQuery(parameters="last_layer", random_state=seed)(
+        positions, scores = DynamicALQuery(selection="topk", parameters="last_layer", random_state=seed)(
             learner_of(clf, X_S, y_S), pool, 6)
         assert np.all(scores == scores[0])
         orders.add(tuple(positions))

@@ -288,7 +288,7 @@ def test_oracle_labels_drive_sequential_updates(mse_net, data):
 def test_ties_are_broken_by_output_change_not_array_order(mse_net, data, digits):
     X_L, y_L, _ = data
     X_U = digits[0][20:60]
-    strategy = NTKLookAheadQuery(n_candidates=None, random_state=0)
+    strategy = NTKLookAheadQuery(objective="mlmoc", mode="batch", n_candidates=None, random_state=0)
     k = len(X_U)
     X, y = labelled_problem(X_L, y_L, X_U)
     chosen, utilities = strategy.query(X, y, mse_net, batch_size=k, return_utilities=True)

@@ -7,9 +7,10 @@ PAPER_STRATEGIES = ("random", "entropy", "margin", "badge", "coreset", "ntk_look
 
 PROTOCOL_STRATEGIES = ("random", "entropy", "margin", "badge", "coreset", "ntk_lookahead", "ntk_lookahead_seq",
                        "ntk_lookahead_seq_oracle", "ntk_lookahead_hybrid_oracle", "ntk_prefilter", "ntk_influence",
-                       "ntk_eer", "dynamical")
+                       "ntk_eer", "dynamical", "dynamical_deinfluence")
 """Strategies of the papers' protocol: the baselines, NTK look-ahead with pseudo and true labels, the project's
-look-ahead objectives beyond the paper (margin pre-filter, influence, calibrated EER), dynamicAL top-k.
+look-ahead objectives beyond the paper (margin pre-filter, influence, calibrated EER), dynamicAL top-k and its
+de-influence sequence.
 
 dynamicAL's greedy variant is left out: it picks near-duplicates (a documented negative result)."""
 
@@ -17,12 +18,14 @@ PRESETS = {
     "quick": {
         "dataset": "digits",
         "network": "mlp",
-        "strategies": ("random", "entropy", "margin", "ntk_lookahead", "dynamical"),
-        "initial_size": 20,
-        "batch_size": 20,
-        "n_rounds": 4,
-        "seeds": (0, 1),
+        "strategies": ("random", "margin", "ntk_influence", "dynamical_deinfluence"),
+        "initial_size": 0.02,
+        "batch_size": 0.02,
+        "n_rounds": 5,
+        "seeds": (0, 1, 2),
         "epochs": 60,
+        "warm_start": True,
+        "candidate_factor": 4,
     },
     "paper": {
         "strategies": PAPER_STRATEGIES,
@@ -46,8 +49,9 @@ PRESETS = {
 """Overrides of :class:`~sklearn_ntkal.bench.runner.BenchmarkConfig` fields per preset name."""
 
 DESCRIPTIONS = {
-    "quick": "digits, MLP, 5 strategies, 2 seeds, 20 initial labels and 4 rounds of 20: a first look in a few "
-             "minutes on a laptop CPU",
+    "quick": "digits, MLP, random and margin beside the default NTK look-ahead and dynamicAL, 3 seeds, the "
+             "papers' proportions (2 % of the pool initially and per round) for 5 warm-started rounds: a first look "
+             "in a few minutes on a laptop CPU",
     "paper": "cold start: 20 initial labels, 10 rounds of 20, the network retrained from scratch every round, "
              "the whole pool as candidates, 5 seeds (the project's first published curves)",
     "proportional": "the papers' protocol: initial set and batch each 2 % of the pool, 10 rounds, warm-started "

@@ -72,21 +72,22 @@ STRATEGIES = {
                                        n_candidates=1000, random_state=seed),
         "margin pre-filter (2 x batch smallest margins), then sequential MLMOC look-ahead among them"),
     "ntk_influence": StrategyEntry(
-        lambda seed: NTKLookAheadQuery(kernel="pntk", objective="influence", mode="sequential", n_candidates=1000,
-                                       random_state=seed),
-        "label-free influence: margin-weighted posterior variance removed, sequential covariance updates"),
+        lambda seed: NTKLookAheadQuery(random_state=seed),
+        "label-free influence: margin-weighted posterior variance removed, sequential covariance updates "
+        "(the default NTKLookAheadQuery), 4000 random candidates"),
     "ntk_eer": StrategyEntry(
         lambda seed: NTKLookAheadQuery(kernel="pntk", objective="eer_calibrated", mode="sequential",
                                        n_candidates=1000, random_state=seed),
         "calibrated expected error reduction over every label, sequential"),
-    "dynamical": StrategyEntry(lambda seed: DynamicALQuery(selection="topk", random_state=seed),
-                               "dynamicAL: top-k training-dynamics scores (Wang et al., 2022)"),
-    "dynamical_network": StrategyEntry(
+    "dynamical": StrategyEntry(
         lambda seed: DynamicALQuery(loss="network", selection="topk", random_state=seed),
-        "dynamicAL, top-k, differentiating the loss the network was trained with"),
+        "dynamicAL: top-k training-dynamics scores of the network's own loss (Wang et al., 2022)"),
     "dynamical_deinfluence": StrategyEntry(
         lambda seed: DynamicALQuery(loss="network", selection="deinfluence", random_state=seed),
-        "dynamicAL with the network's loss and the authors' de-influence diversity sequence"),
+        "dynamicAL with the authors' de-influence diversity sequence (the default DynamicALQuery)"),
+    "dynamical_ce": StrategyEntry(
+        lambda seed: DynamicALQuery(loss="cross_entropy", selection="topk", random_state=seed),
+        "dynamicAL, top-k, cross-entropy gradients whatever the network's loss"),
     "dynamical_greedy": StrategyEntry(lambda seed: DynamicALQuery(selection="greedy", random_state=seed),
                                       "dynamicAL, greedy with the cross terms kept (picks near-duplicates: a negative result)"),
     "retrain_lookahead": StrategyEntry(
@@ -94,7 +95,8 @@ STRATEGIES = {
         "look-ahead by SGD retraining per candidate, 200 random candidates (the slow reference)"),
 }
 
-DEFAULT_STRATEGIES = ("random", "entropy", "margin", "badge", "coreset", "ntk_lookahead", "dynamical")
+DEFAULT_STRATEGIES = ("random", "entropy", "margin", "badge", "coreset", "ntk_lookahead", "ntk_influence", "dynamical",
+                      "dynamical_deinfluence")
 
 NETWORKS = {
     "mlp": {"network": "mlp", "network_kwargs": {"hidden_layer_sizes": (256, 256)}},
