@@ -256,7 +256,7 @@ def test_sequential_selections_are_brute_force_greedy(fitted, data, net, selecti
             learner_of(clf, X_S, y_S), X_U, n_instances=4)
         np.testing.assert_array_equal(positions, picked)
         np.testing.assert_allclose(scores, gains, rtol=1e-9)
-    topk, _ = DynamicALQuery(selection="topk", loss="network", float64=True)(learner_of(clf, X_S, y_S), X_U, n_instances=4)
+    topk, _ = DynamicALQuery(selection="topk", float64=True)(learner_of(clf, X_S, y_S), X_U, n_instances=4)
     assert positions[0] == topk[0]
 
 
@@ -268,8 +268,8 @@ def test_gradient_form_equals_kernel_form(fitted, data, selection, net, loss):
     for float64, rtol in ((False, 1e-5), (True, 1e-10)):
         if selection == "topk":  # every candidate; kernel blocks of 9 to 15 candidates
             g = all_scores(DynamicALQuery(selection="topk", loss=loss, float64=float64), clf, X_S, y_S, X_U)
-            k = all_scores(DynamicALQuery(selection="topk", loss=loss, form="kernel", float64=float64, memory_budget=2**20),
-                           clf, X_S, y_S, X_U)
+            k = all_scores(DynamicALQuery(selection="topk", loss=loss, form="kernel", float64=float64,
+                                          memory_budget=2**20), clf, X_S, y_S, X_U)
             np.testing.assert_allclose(g, k, rtol=rtol, atol=rtol * np.abs(k).max())
         else:
             gradient = DynamicALQuery(loss=loss, selection=selection, float64=float64)(

@@ -28,6 +28,7 @@ from sklearn_ntkal.strategies.lookahead import (
 )
 from sklearn_ntkal.strategies.retrain import RetrainLookAheadQuery, retrained_outputs
 
+PAPER = {"objective": "mlmoc", "mode": "batch"}  # the paper's method; the defaults are influence, sequential
 OBJECTIVES = ("mlmoc", "output_change", "emoc", "eer", "eer_calibrated", "influence")
 
 
@@ -169,7 +170,7 @@ def test_rank_orders_by_primary_then_secondary_then_tiebreak():
 def test_batch_scores_equal_brute_force(mse_net, data, objective):
     X_L, y_L, X_U = data
     X, y = labelled_problem(X_L, y_L, X_U)
-    strategy = NTKLookAheadQuery(objective=objective, n_candidates=None, random_state=0)
+    strategy = NTKLookAheadQuery(mode="batch", objective=objective, n_candidates=None, random_state=0)
     chosen, utilities = strategy.query(X, y, mse_net, batch_size=len(X_U), return_utilities=True)
     points = monte_carlo_points(0, len(X_U), len(mse_net.classes_))
     primary, secondary = BruteForce(mse_net, X_L, y_L, X_U).scores(objective, points=points)
@@ -215,8 +216,8 @@ def test_streamed_covariance_equals_dense(ce_net, mse_net, data, objective, mode
 def test_batch_scores_other_kernels_and_spaces(ce_net, data, kernel, space):
     X_L, y_L, X_U = data
     X, y = labelled_problem(X_L, y_L, X_U)
-    strategy = NTKLookAheadQuery(kernel=kernel, output_space=space, objective="output_change", n_candidates=None,
-                                 baseline="linearized")
+    strategy = NTKLookAheadQuery(mode="batch", kernel=kernel, output_space=space, objective="output_change",
+                                 n_candidates=None, baseline="linearized")
     chosen, utilities = strategy.query(X, y, ce_net, batch_size=len(X_U), return_utilities=True)
     primary, _ = BruteForce(ce_net, X_L, y_L, X_U, kernel, space).scores("output_change", baseline="linearized")
     np.testing.assert_allclose(utilities[np.arange(len(X_U)), chosen], primary[chosen - len(X_L)], atol=1e-8)
@@ -250,7 +251,7 @@ def test_hybrid_rounds_and_batch_limits(mse_net, data):
     X_L, y_L, X_U = data
     X, y = labelled_problem(X_L, y_L, X_U)
     params = {"n_candidates": None, "objective": "output_change", "baseline": "linearized"}
-    batch = NTKLookAheadQuery(**params).query(X, y, mse_net, batch_size=4)
+    batch = NTKLookAheadQuery(mode="batch", **params).query(X, y, mse_net, batch_size=4)
     hybrid_one = NTKLookAheadQuery(mode="hybrid", hybrid_round_size=4, **params).query(X, y, mse_net, batch_size=4)
     sequential = NTKLookAheadQuery(mode="sequential", **params)
     hybrid = NTKLookAheadQuery(mode="hybrid", hybrid_round_size=1, **params)
@@ -307,8 +308,8 @@ def test_streaming_chunks_do_not_change_results(mse_net, data):
     X_L, y_L, X_U = data
     X, y = labelled_problem(X_L, y_L, X_U)
     for objective in ("mlmoc", "emoc"):
-        whole = NTKLookAheadQuery(objective=objective, n_candidates=None)
-        chunked = NTKLookAheadQuery(objective=objective, n_candidates=None, memory_budget=40_000)
+        whole = NTKLookAheadQuery(mode="batch", objective=objective, n_candidates=None)
+        chunked = NTKLookAheadQuery(mode="batch", objective=objective, n_candidates=None, memory_budget=40_000)
         a, ua = whole.query(X, y, mse_net, batch_size=5, return_utilities=True)
         b, ub = chunked.query(X, y, mse_net, batch_size=5, return_utilities=True)
         np.testing.assert_array_equal(a, b)
@@ -325,7 +326,7 @@ def test_probabilities_use_the_network_temperature(mse_net, data):
     for objective in ("emoc", "eer_calibrated", "influence"):
         utilities = {}
         for clf in (cooled, mse_net):
-            strategy = NTKLookAheadQuery(objective=objective, n_candidates=None, random_state=0)
+            strategy = NTKLookAheadQuery(mode="batch", objective=objective, n_candidates=None, random_state=0)
             chosen, values = strategy.query(X, y, clf, batch_size=len(X_U), return_utilities=True)
             utilities[clf is cooled] = np.nansum(values, axis=0)[len(X_L):]
         primary, _ = brute.scores(objective, points=points)
@@ -406,7 +407,8 @@ def test_default_query_plans_under_two_gib_and_chunks_stay_in_budget(ce_net, dat
         return out
 
     with mock.patch.object(kr.StructuredCovariance, "columns", columns):
-        NTKLookAheadQuery(objective="emoc", n_candidates=None, memory_budget=budget).query(X, y, ce_net, 3)
+        NTKLookAheadQuery(mode="batch", objective="emoc", n_candidates=None,
+                          memory_budget=budget).query(X, y, ce_net, 3)
     assert seen and 1 < max(size for size, _ in seen) < len(X_U) and all(used <= budget for _, used in seen)
 
 
@@ -414,8 +416,8 @@ def test_float32_conditioning_on_probabilities_runs(ce_net, data):
     X_L, y_L, X_U = data
     X, y = labelled_problem(X_L, y_L, X_U)
     for budget in (None, 3_000):  # dense and streamed covariance
-        chosen = NTKLookAheadQuery(mode="sequential", float64=False, n_candidates=None, memory_budget=budget,
-                                   random_state=0).query(X, y, ce_net, batch_size=5)
+        chosen = NTKLookAheadQuery(objective="mlmoc", mode="sequential", float64=False, n_candidates=None,
+                                   memory_budget=budget, random_state=0).query(X, y, ce_net, batch_size=5)
         assert len(set(chosen)) == 5 and np.all(chosen >= len(X_L))
 
 
@@ -423,11 +425,12 @@ def test_candidate_subset_and_determinism(mse_net, data, digits):
     X_L, y_L, _ = data
     X_pool = digits[0][20:120]
     learner = types.SimpleNamespace(estimator=mse_net, X_training=X_L, y_training=y_L)
-    first = NTKLookAheadQuery(n_candidates=30, random_state=3)(learner, X_pool, n_instances=5)
-    again = NTKLookAheadQuery(n_candidates=30, random_state=3)(learner, X_pool, n_instances=5)
+    first = NTKLookAheadQuery(**PAPER, n_candidates=30, random_state=3)(learner, X_pool, n_instances=5)
+    again = NTKLookAheadQuery(**PAPER, n_candidates=30, random_state=3)(learner, X_pool, n_instances=5)
     np.testing.assert_array_equal(first[0], again[0])
     np.testing.assert_array_equal(first[1], again[1])
-    picks = {tuple(NTKLookAheadQuery(n_candidates=30, random_state=s)(learner, X_pool, 5)[0]) for s in range(4)}
+    picks = {tuple(NTKLookAheadQuery(**PAPER, n_candidates=30, random_state=s)(learner, X_pool, 5)[0])
+             for s in range(4)}
     assert len(picks) > 1
     assert np.all((first[0] >= 0) & (first[0] < len(X_pool))) and len(set(first[0])) == 5
 
@@ -438,7 +441,7 @@ def test_modal_loop_calls_strategy_once_per_query(digits):
     X_train, X_test, y_train, y_test = digits
     X_pool, y_pool = X_train[30:230], y_train[30:230]
     net = JaxNetClassifier(loss="mse", epochs=5, network_kwargs={"hidden_layer_sizes": (32,)}, random_state=0)
-    strategy = NTKLookAheadQuery(n_candidates=60, random_state=0)
+    strategy = NTKLookAheadQuery(**PAPER, n_candidates=60, random_state=0)
     learner = ActiveLearner(net, strategy, X_training=X_train[:30], y_training=y_train[:30])
     with mock.patch.object(NTKLookAheadQuery, "_select", autospec=True,
                            side_effect=NTKLookAheadQuery._select) as select:
@@ -455,7 +458,7 @@ def test_modal_loop_calls_strategy_once_per_query(digits):
 
 def test_bad_inputs_raise_clear_errors(mse_net, data):
     X_L, y_L, X_U = data
-    strategy = NTKLookAheadQuery(n_candidates=None)
+    strategy = NTKLookAheadQuery(**PAPER, n_candidates=None)
     learner = types.SimpleNamespace(estimator=mse_net, X_training=X_L, y_training=y_L)
     with pytest.raises(ValueError, match="pool is empty"):
         strategy(learner, X_U[:0])
@@ -473,7 +476,7 @@ def test_bad_inputs_raise_clear_errors(mse_net, data):
         strategy(types.SimpleNamespace(estimator=LogisticRegression().fit(X_L, y_L), X_training=X_L,
                                        y_training=y_L), X_U)
     with pytest.raises(ValueError, match="n_candidates"):
-        NTKLookAheadQuery(n_candidates=3)(learner, X_U, n_instances=4)
+        NTKLookAheadQuery(**PAPER, n_candidates=3)(learner, X_U, n_instances=4)
     for name, value in [("kernel", "ntk"), ("objective", "entropy"), ("mode", "greedy"), ("baseline", "none"),
                         ("output_space", "logit"), ("hybrid_round_size", 0), ("prefilter", 0.5), ("prefilter", True),
                         ("prefilter", "margin")]:
@@ -481,7 +484,7 @@ def test_bad_inputs_raise_clear_errors(mse_net, data):
             NTKLookAheadQuery(**{name: value})(learner, X_U)
     with pytest.raises(TypeError, match="oracle"):
         strategy(learner, X_U, oracle="labels")
-    assert NTKLookAheadQuery(n_candidates=None, ridge=1.0)(learner, X_U, 2)[0].shape == (2,)
+    assert NTKLookAheadQuery(**PAPER, n_candidates=None, ridge=1.0)(learner, X_U, 2)[0].shape == (2,)
 
 
 def test_clone_and_params():
