@@ -9,6 +9,7 @@ import jax
 import numpy as np
 
 from .budget import padded_chunks
+from .processes import split_rows
 from .pytrees import as_argument
 
 #: Rows per chunk of a forward pass unless the caller gives a limit.
@@ -33,10 +34,16 @@ def map_rows(fn, arrays, limit=FORWARD_ROWS):
     Returns
     -------
     pytree of ndarray
-        ``fn``'s results for every row, padding rows dropped.
+        ``fn``'s results for every row, padding rows dropped. With several
+        JAX processes each computes its share of the rows and receives the
+        others' (:func:`~.processes.split_rows`).
     """
+    return split_rows(functools.partial(_map_chunks, fn, limit=limit), arrays)
+
+
+def _map_chunks(fn, *arrays, limit):
     parts = [jax.tree_util.tree_map(lambda a, n=stop - start: np.asarray(a)[:n], fn(*chunk))
-             for start, stop, chunk in padded_chunks(arrays, limit)]
+             for start, stop, chunk in padded_chunks(list(arrays), limit)]
     return jax.tree_util.tree_map(lambda *a: np.concatenate(a), *parts)
 
 

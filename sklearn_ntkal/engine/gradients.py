@@ -19,7 +19,10 @@ differentiated and how a chunk's per-sample gradients are represented:
   vectors (n, P), by ``vmap`` of a vector-Jacobian product.
 
 The chunked passes (:func:`summed_gradient`, :func:`gradient_statistics`,
-:func:`inner_products`) work with either map, jitted at the chunk boundary.
+:func:`inner_products`) work with either map, jitted at the chunk boundary;
+the passes over the pool split their rows over JAX processes
+(:mod:`~.processes`), the summed gradient of the labelled set runs
+replicated.
 A map is a pytree whose leaves are its network's constants (its ``apply_fn``
 must be a pytree argument: :func:`~.pytrees.as_argument`), so every network
 of the same structure shares the compiled programs. Chunks have one padded
@@ -43,6 +46,7 @@ from .budget import padded_chunks, rows_within
 from .derivatives import is_product, linear_pullback, parameter_gradients
 from .forward import activation_elements, map_rows
 from .losses import per_sample_loss, pseudo_labels, residuals
+from .processes import split_rows
 from .pytrees import as_argument
 
 _HIGHEST = lax.Precision.HIGHEST
@@ -264,6 +268,10 @@ def summed_gradient(gmap, params, X, targets, chunk):
 def gradient_statistics(gmap, params, X, v, chunk, keep=False):
     """``||g_x||^2`` and ``<v, g_x>`` for every row of ``X`` with pseudo-labels, in one chunked pass.
 
+    With several JAX processes each computes its share of the rows and
+    receives the others' (:func:`~.processes.split_rows`); kept
+    representations are those of its own share.
+
     Parameters
     ----------
     gmap : LayerGradients or FlatGradients
@@ -282,12 +290,18 @@ def gradient_statistics(gmap, params, X, v, chunk, keep=False):
     inner : ndarray of shape (m,)
     kept : list of (start, stop, representation) or None
     """
-    sq, dots, kept = np.empty(X.shape[0]), np.empty(X.shape[0]), [] if keep else None
-    for start, stop, (x,) in padded_chunks([X], chunk):
-        s, d, rep = _statistics(gmap, params, x, v)
-        sq[start:stop], dots[start:stop] = np.asarray(s)[: stop - start], np.asarray(d)[: stop - start]
-        if keep:
-            kept.append((start, stop, rep))
+    kept = [] if keep else None
+
+    def local(x_rows):
+        sq, dots = np.empty(x_rows.shape[0]), np.empty(x_rows.shape[0])
+        for start, stop, (x,) in padded_chunks([x_rows], chunk):
+            s, d, rep = _statistics(gmap, params, x, v)
+            sq[start:stop], dots[start:stop] = np.asarray(s)[: stop - start], np.asarray(d)[: stop - start]
+            if keep:
+                kept.append((start, stop, rep))
+        return sq, dots
+
+    sq, dots = split_rows(local, [X])
     return sq, dots, kept
 
 
@@ -295,20 +309,24 @@ def inner_products(gmap, params, X, v, chunk, kept=None):
     """``<v, g_x>`` for every row of ``X`` with pseudo-labels.
 
     From ``kept`` representations (one product per chunk) when given, else by
-    a chunked pass of ``gmap.project`` (forward mode for :class:`FlatGradients`).
+    a chunked pass of ``gmap.project`` (forward mode for :class:`FlatGradients`);
+    split over JAX processes as :func:`gradient_statistics` is.
 
     Returns
     -------
     ndarray of shape (m,)
     """
-    out = np.empty(X.shape[0])
-    if kept is not None:
-        for start, stop, rep in kept:
-            out[start:stop] = np.asarray(_inner(gmap, rep, v))[: stop - start]
+    def local(x_rows):
+        out = np.empty(x_rows.shape[0])
+        if kept is not None:
+            for start, stop, rep in kept:
+                out[start:stop] = np.asarray(_inner(gmap, rep, v))[: stop - start]
+            return out
+        for start, stop, (x,) in padded_chunks([x_rows], chunk):
+            out[start:stop] = np.asarray(_project(gmap, params, x, v))[: stop - start]
         return out
-    for start, stop, (x,) in padded_chunks([X], chunk):
-        out[start:stop] = np.asarray(_project(gmap, params, x, v))[: stop - start]
-    return out
+
+    return split_rows(local, [X])
 
 
 @functools.partial(jax.jit, static_argnames=("loss",))

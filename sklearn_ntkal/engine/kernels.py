@@ -6,13 +6,17 @@ chunk of inputs the engine computes features once (structured layer features
 or Jacobians), then every block as a Gram of two chunks' features. Column
 features are kept, least recently used first out, within half the budget,
 and rows sweep the columns in alternating directions so that each row
-starts on the columns the last one ended with. Blocks are dispatched
-round-robin to every local device and gathered on the host.
+starts on the columns the last one ended with. With several JAX processes
+each computes a contiguous run of that sweep (:mod:`~.processes`) and every
+process receives all blocks; a process dispatches its blocks round-robin to
+its local devices and gathers them on its host.
 """
 
 from __future__ import annotations
 
 import functools
+import itertools
+import operator
 from collections import OrderedDict, deque
 from dataclasses import dataclass
 
@@ -21,7 +25,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ..jax_compat import enable_x64
-from . import autodiff, structured, traced
+from . import autodiff, processes, structured, traced
 from .backends import neural_tangents_fn
 from .budget import DEFAULT_MEMORY_BUDGET, bucket, chunk_length, chunk_size, padded_chunks, rows_within
 from .pairing import check_kind
@@ -56,7 +60,9 @@ class KernelSpec:
         Compute in float64 inside a local ``jax.enable_x64`` context; the global
         JAX configuration is left untouched.
     devices : sequence of jax.Device or None
-        Devices to spread blocks over; all local devices by default.
+        Devices to spread blocks over; all local devices by default. With
+        several JAX processes, each spreads its share of the blocks over its
+        own local devices (:mod:`~sklearn_ntkal.engine.processes`).
     """
 
     kind: str = "full"
@@ -254,8 +260,11 @@ def _assemble(spec, network, params, x1, x2, facts):
     symmetric = x2 is None
     n2 = x1.shape[0] if symmetric else x2.shape[0]
     size = chunk_size(bucket(max(x1.shape[0], n2)), sample_bytes, pair_bytes, spec.memory_budget)
+    size = processes.spread(size, x1.shape[0])
     rows = _chunks(x1, size)
     cols = rows if symmetric else _chunks(x2, size)
+    schedule = _schedule(len(rows), len(cols), symmetric)
+    start, stop, length = processes.share(len(schedule), "blocks")
     devices = list(spec.devices or jax.local_devices())
     params_on = {d: jax.device_put(params, d) for d in devices}
     capacity = (spec.memory_budget // 2) // (cols[0][2].shape[0] * sample_bytes)
@@ -276,10 +285,10 @@ def _assemble(spec, network, params, x1, x2, facts):
     out = np.empty(shape, dtype=x1.dtype)
     pending = deque()
     counter = 0
-    for i, (r0, r1, xa) in enumerate(rows):
+    for i, row in itertools.groupby(schedule[start:stop], key=operator.itemgetter(0)):
+        r0, r1, xa = rows[i]
         row_features = {}
-        order = range(i if symmetric else 0, len(cols))
-        for j in order if i % 2 == 0 else reversed(order):
+        for _, j in row:
             device = devices[counter % len(devices)]
             counter += 1
             if device not in row_features:
@@ -292,7 +301,40 @@ def _assemble(spec, network, params, x1, x2, facts):
                 _write(out, *pending.popleft())
     while pending:
         _write(out, *pending.popleft())
+    if jax.process_count() > 1:
+        _exchange(out, schedule, (start, stop, length), rows, cols, symmetric)
     return out
+
+
+def _schedule(n_rows, n_cols, symmetric):
+    """Blocks ``(i, j)`` in sweep order: row chunks in turn, each sweeping the column chunks in alternating directions.
+
+    A symmetric kernel has the blocks ``j >= i`` only. Each row starts on the
+    columns the last one ended with, so their kept features are reused.
+    """
+    blocks = []
+    for i in range(n_rows):
+        order = range(i if symmetric else 0, n_cols)
+        blocks += [(i, j) for j in (order if i % 2 == 0 else reversed(order))]
+    return blocks
+
+
+def _exchange(out, schedule, share, rows, cols, symmetric):
+    """Write the other processes' blocks into ``out``, which holds this process's share of ``schedule``.
+
+    Each process packs its blocks, padded to one tile shape, into an array of
+    :func:`~.processes.share`'s ``length`` tiles; every process receives all
+    of them (:func:`~.processes.gather`) and writes those it did not compute.
+    """
+    start, stop, length = share
+    tiles = np.zeros((length, rows[0][2].shape[0], cols[0][2].shape[0]) + out.shape[2:], out.dtype)
+    for tile, (i, j) in zip(tiles, schedule[start:stop]):
+        (r0, r1, _), (c0, c1, _) = rows[i], cols[j]
+        tile[: r1 - r0, : c1 - c0] = out[r0:r1, c0:c1]
+    for b, tile in enumerate(processes.gather(tiles, len(schedule))):
+        if not start <= b < stop:
+            (i, j) = schedule[b]
+            _write(out, rows[i][0], rows[i][1], cols[j][0], cols[j][1], tile, symmetric and j != i)
 
 
 def _write(out, r0, r1, c0, c1, block, mirror):

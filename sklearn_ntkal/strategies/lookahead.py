@@ -14,6 +14,7 @@ import numpy as np
 from .. import kernel_regression as kr
 from ..engine import DEFAULT_MEMORY_BUDGET, KINDS
 from ..engine.budget import bucket, chunk_length, pad_rows, rows_within
+from ..engine.processes import split_rows
 from ..estimators.linearized import (
     OUTPUT_SPACES,
     LinearizedClassifier,
@@ -427,7 +428,8 @@ class NTKLookAheadQuery(QueryStrategy):
         as the pool shrinks and sequential steps remove candidates: a padding
         row has no covariance with any candidate, so its look-ahead output
         stays its mean, zero, which is also its baseline, and ``real`` leaves it
-        out of the means over U.
+        out of the means over U. With several JAX processes each scores its
+        share of the candidates (:func:`~sklearn_ntkal.engine.processes.split_rows`).
         """
         n_outputs, q = base.shape[1], posterior.q
         m = base.shape[0]
@@ -437,24 +439,29 @@ class NTKLookAheadQuery(QueryStrategy):
                                    posterior.temperature)
         mean, base = pad_rows(mean, m_pad * q), np.concatenate([base, padding])
         uncertainty, real = pad_rows(uncertainty, m_pad), pad_rows(np.ones(m, mean.dtype), m_pad)
-        padded = np.concatenate([candidates, np.repeat(candidates[-1:], -candidates.size % chunk)])
-        primary, secondary = [], []
-        for start in range(0, padded.size, chunk):
-            index = padded[start:start + chunk]
-            cols = pad_rows(covariance.columns(index), m_pad * q)
-            if self.objective == "influence":
-                p = s = _chunk_influence(cols, index, uncertainty, posterior.ridge, q=q, per_row=n_outputs // q)
-            else:
-                if self.objective in ("emoc", "eer_calibrated"):
-                    targets, weights = np.broadcast_to(eye, (index.size, n_outputs, n_outputs)), network_probs[index]
+
+        def local(share):
+            padded = np.concatenate([share, np.repeat(share[-1:], -share.size % chunk)])
+            primary, secondary = [], []
+            for start in range(0, padded.size, chunk):
+                index = padded[start:start + chunk]
+                cols = pad_rows(covariance.columns(index), m_pad * q)
+                if self.objective == "influence":
+                    p = s = _chunk_influence(cols, index, uncertainty, posterior.ridge, q=q, per_row=n_outputs // q)
                 else:
-                    targets, weights = eye[pseudo[index]][:, None], np.ones((index.size, 1), mean.dtype)
-                p, s = _chunk_scores(mean, cols, index, targets, weights, base, real, points, posterior.ridge,
-                                     posterior.amplitude, posterior.temperature, q=q, objective=self.objective,
-                                     output_space=posterior.output_space)
-            primary.append(np.asarray(p))
-            secondary.append(np.asarray(s))
-        return np.concatenate(primary)[:candidates.size], np.concatenate(secondary)[:candidates.size]
+                    if self.objective in ("emoc", "eer_calibrated"):
+                        targets = np.broadcast_to(eye, (index.size, n_outputs, n_outputs))
+                        weights = network_probs[index]
+                    else:
+                        targets, weights = eye[pseudo[index]][:, None], np.ones((index.size, 1), mean.dtype)
+                    p, s = _chunk_scores(mean, cols, index, targets, weights, base, real, points, posterior.ridge,
+                                         posterior.amplitude, posterior.temperature, q=q, objective=self.objective,
+                                         output_space=posterior.output_space)
+                primary.append(np.asarray(p))
+                secondary.append(np.asarray(s))
+            return np.concatenate(primary)[:share.size], np.concatenate(secondary)[:share.size]
+
+        return split_rows(local, [candidates])
 
 
 def _padded(m):
