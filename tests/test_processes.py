@@ -14,7 +14,7 @@ from processes_worker import compute
 
 WORKER = Path(__file__).with_name("processes_worker.py")
 N_PROCESSES = 2
-TIMEOUT_S = 120
+TIMEOUT_S = 600
 
 
 def _free_port():
