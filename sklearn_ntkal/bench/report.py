@@ -71,6 +71,28 @@ def verdict(ci):
     return "above" if ci[0] > 0 else "below" if ci[1] < 0 else "overlaps"
 
 
+def _runs_by_strategy(result):
+    """Runs of each strategy of ``result``, in the configuration's order of strategies and in seed order."""
+    by_seed = {(run.strategy, run.seed): run for run in result.runs}
+    seeds = sorted({run.seed for run in result.runs})
+    return {name: [by_seed[name, seed] for seed in seeds] for name in result.config.strategies}
+
+
+def _later_rounds(times):
+    """Mean seconds of the rounds after the first (which compiles), or 0 with one round."""
+    return float(np.mean(times[1:])) if len(times) > 1 else 0.0
+
+
+def _common_row(name, runs):
+    """The summary keys every kind of run has: AUBC, final accuracy, query and fit seconds over seeds."""
+    return {"strategy": name,
+            "n_seeds": len(runs),
+            "aubc": _mean_std([run.aubc for run in runs]),
+            "final_accuracy": _mean_std([run.scores[-1] for run in runs]),
+            "query_time": _mean_std([_later_rounds(run.query_times) for run in runs]),
+            "fit_time": _mean_std([np.mean(run.fit_times) for run in runs])}
+
+
 def summarize(result):
     """Per-strategy figures over seeds, in the order of ``result.config.strategies``.
 
@@ -97,22 +119,12 @@ def summarize(result):
         ``final_vs_<ref>_ci`` (``(low, high)`` or ``None`` with one seed),
         and ``wins_vs_<ref>`` (seeds with a higher AUBC).
     """
-    by_seed = {(run.strategy, run.seed): run for run in result.runs}
-    seeds = sorted({run.seed for run in result.runs})
+    by_strategy = _runs_by_strategy(result)
     rows = []
-    for name in result.config.strategies:
-        runs = [by_seed[name, seed] for seed in seeds]
-        row = {
-            "strategy": name,
-            "n_seeds": len(runs),
-            "aubc": _mean_std([run.aubc for run in runs]),
-            "final_accuracy": _mean_std([run.scores[-1] for run in runs]),
-            "query_time": _mean_std([np.mean(run.query_times[1:]) if len(run.query_times) > 1 else 0.0
-                                     for run in runs]),
-            "fit_time": _mean_std([np.mean(run.fit_times) for run in runs]),
-        }
-        for reference in (ref for ref in REFERENCES if ref in result.config.strategies):
-            others = [by_seed[reference, seed] for seed in seeds]
+    for name, runs in by_strategy.items():
+        row = _common_row(name, runs)
+        for reference in (ref for ref in REFERENCES if ref in by_strategy):
+            others = by_strategy[reference]
             (row[f"aubc_vs_{reference}"], row[f"aubc_vs_{reference}_ci"],
              row[f"wins_vs_{reference}"]) = paired_difference([run.aubc for run in runs], [run.aubc for run in others])
             row[f"final_vs_{reference}"], row[f"final_vs_{reference}_ci"], _ = paired_difference(
@@ -192,26 +204,15 @@ def summarize_streaming(result):
         ``update_time``, ``fit_time`` (pairs); ``aubc_vs_<ref>`` and
         ``linear_aubc_vs_<ref>`` (pairs), their ``_ci`` and ``_wins``.
     """
-    by_seed = {(run.strategy, run.seed): run for run in result.runs}
-    seeds = sorted({run.seed for run in result.runs})
+    by_strategy = _runs_by_strategy(result)
     rows = []
-    for name in result.config.strategies:
-        runs = [by_seed[name, seed] for seed in seeds]
-        row = {
-            "strategy": name,
-            "n_seeds": len(runs),
-            "aubc": _mean_std([run.aubc for run in runs]),
-            "linear_aubc": _mean_std([run.linear_aubc for run in runs]),
-            "final_accuracy": _mean_std([run.scores[-1] for run in runs]),
-            "final_linear_accuracy": _mean_std([run.linear_scores[-1] for run in runs]),
-            "query_time": _mean_std([np.mean(run.query_times[1:]) if len(run.query_times) > 1 else 0.0
-                                     for run in runs]),
-            "update_time": _mean_std([np.mean(run.update_times[1:]) if len(run.update_times) > 1 else 0.0
-                                      for run in runs]),
-            "fit_time": _mean_std([np.mean(run.fit_times) for run in runs]),
-        }
-        if STREAMING_REFERENCE in result.config.strategies:
-            others = [by_seed[STREAMING_REFERENCE, seed] for seed in seeds]
+    for name, runs in by_strategy.items():
+        row = {**_common_row(name, runs),
+               "linear_aubc": _mean_std([run.linear_aubc for run in runs]),
+               "final_linear_accuracy": _mean_std([run.linear_scores[-1] for run in runs]),
+               "update_time": _mean_std([_later_rounds(run.update_times) for run in runs])}
+        if STREAMING_REFERENCE in by_strategy:
+            others = by_strategy[STREAMING_REFERENCE]
             for key in ("aubc", "linear_aubc"):
                 name_vs = f"{key}_vs_{STREAMING_REFERENCE}"
                 row[name_vs], row[name_vs + "_ci"], row[name_vs + "_wins"] = paired_difference(
