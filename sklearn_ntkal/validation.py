@@ -10,8 +10,9 @@ from sklearn.utils._param_validation import Interval, InvalidParameterError, Str
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import column_or_1d, validate_data
 
-#: Largest magnitude the networks represent: they compute in float32.
-FLOAT32_MAX = float(np.finfo(np.float32).max)
+#: Largest input magnitude accepted: the networks compute in float32, where the square of a larger value
+#: overflows (a standardisation's variance, a kernel's input Gram, a feature's squared norm).
+MAX_MAGNITUDE = float(np.sqrt(np.finfo(np.float32).max))
 #: Rows named in an error message, at most.
 _SHOWN = 5
 
@@ -64,13 +65,17 @@ class ParameterValidationMixin:
 
 
 def check_samples(X, name, sample_shape=None):
-    """``X`` as a float32 array of samples, checked: numeric, at least 2-D, not empty, finite in float32.
+    """``X`` as a float32 array of samples, checked: numeric, at least 2-D, not empty, finite, of float32 range.
 
     Bool and numeric object arrays are accepted and converted, as
     scikit-learn's ``check_array`` does. Values are checked in their own
     precision before the cast, so ``1e39`` is refused rather than turned
-    into infinity. The caller's array is never modified (a converted copy is returned when
-    the dtype differs).
+    into infinity, and so is any magnitude above ``MAX_MAGNITUDE`` (about
+    ``1.8e19``), whose square overflows float32: a standardisation's
+    variance, a kernel's input Gram or a feature norm would be infinite
+    (one ``1e30`` among the training data made every feature's scale
+    infinite). The caller's array is never modified (a converted copy is
+    returned when the dtype differs).
 
     Parameters
     ----------
@@ -90,9 +95,9 @@ def check_samples(X, name, sample_shape=None):
     TypeError
         If ``X`` is sparse or not numeric (strings, objects that are not numbers).
     ValueError
-        If ``X`` holds complex numbers, has fewer than 2 dimensions, samples of another shape than
-        ``sample_shape``, no samples or no features, NaN or infinity, or values beyond the
-        float32 range.
+        If ``X`` holds complex numbers, has fewer than 2 dimensions,
+        samples of another shape than ``sample_shape``, no samples or no
+        features, NaN or infinity, or magnitudes above ``MAX_MAGNITUDE``.
     """
     X = _numeric(X, name)
     if X.ndim < 2:
@@ -110,11 +115,11 @@ def check_samples(X, name, sample_shape=None):
     bad = ~np.isfinite(X)
     if bad.any():
         raise ValueError(f"{name} contains NaN or infinity at rows {_rows(bad)}")
-    if X.dtype.itemsize > 4:
-        large = np.abs(X) > FLOAT32_MAX
-        if large.any():
-            raise ValueError(f"{name} contains values too large for float32 (largest magnitude "
-                             f"{np.abs(X).max():.3g}, at rows {_rows(large)}); the networks compute in float32")
+    large = np.abs(X) > MAX_MAGNITUDE
+    if large.any():
+        raise ValueError(f"{name} contains values too large for float32 (largest magnitude {np.abs(X).max():.3g}, "
+                         f"at rows {_rows(large)}): the networks compute in float32, where the square of a value "
+                         f"above {MAX_MAGNITUDE:.3g} overflows")
     return X.astype(np.float32, copy=False)
 
 
@@ -234,14 +239,20 @@ def _missing(y):
     return np.zeros(y.shape, dtype=bool)
 
 
-def labeled_mask(y, n_samples):
-    """Rows of ``y`` that hold a label (scikit-activeml's convention: NaN or None marks an unlabelled row)."""
+def partial_labels(y, n_samples):
+    """``y`` as an object array and the mask of its labelled rows (scikit-activeml's convention: NaN or None unlabelled).
+
+    Raises
+    ------
+    ValueError
+        If ``y`` is not 1-D or has another length than ``X``'s ``n_samples`` rows.
+    """
     y = np.asarray(y.to_numpy() if hasattr(y, "to_numpy") else y, dtype=object)
     if y.ndim != 1:
         raise ValueError(f"y must be a 1-D array of labels (NaN for unlabelled rows), got shape {y.shape}")
     if y.shape[0] != n_samples:
         raise ValueError(f"X has {n_samples} rows but y has {y.shape[0]} labels")
-    return ~_missing(y)
+    return y, ~_missing(y)
 
 
 def check_indices(indices, name, n_rows, rows_name):
@@ -270,6 +281,15 @@ def check_indices(indices, name, n_rows, rows_name):
     if values.size != rows.size:
         raise ValueError(f"{name} contains repeated indices {values[counts > 1][:_SHOWN].tolist()}")
     return rows.astype(np.intp, copy=False)
+
+
+def check_unlabeled(rows, labeled, name):
+    """``rows`` (checked indices), after checking none is marked in the boolean mask ``labeled``."""
+    taken = rows[labeled[rows]]
+    if taken.size:
+        raise ValueError(f"{name} contains labelled rows {taken[:_SHOWN].tolist()}; candidates must be distinct "
+                         "unlabelled rows")
+    return rows
 
 
 def check_n_instances(n_instances, name, n_candidates):

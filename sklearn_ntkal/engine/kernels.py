@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import functools
 from collections import OrderedDict, deque
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, fields
 from numbers import Real
 
 import jax
@@ -79,7 +79,8 @@ class KernelSpec:
 
     def check(self):
         """Raise an ``InvalidParameterError`` (a ValueError) naming a field out of range; return ``self``."""
-        check_parameters(self._parameter_constraints, asdict(self), type(self).__name__)
+        check_parameters(self._parameter_constraints, {f.name: getattr(self, f.name) for f in fields(self)},
+                         type(self).__name__)
         return self
 
     def __call__(self, apply_fn, params, x1, x2=None, check_input=True):

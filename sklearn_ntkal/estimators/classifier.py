@@ -136,14 +136,14 @@ class JaxNetClassifier(ParameterValidationMixin, ClassifierMixin, BaseEstimator)
     Notes
     -----
     Inputs are checked once, at each public method
-    (:mod:`sklearn_ntkal.validation`): finite, within the float32 range the
-    network computes in, of the fitted per-sample shape. Bool and numeric
-    object arrays are converted, as scikit-learn's estimators do (the
-    strategies accept them likewise). As for scikit-learn's classifiers,
-    ``fit`` needs at least two classes. The standardisation statistics are
-    computed in float64, so a value such as ``1e30`` does not overflow them.
-    Outputs that overflow float32 on inputs far outside the training data
-    raise a ValueError rather than give NaN probabilities.
+    (:mod:`sklearn_ntkal.validation`): finite, of magnitudes whose squares
+    fit in the float32 the network computes in (at most about ``1.8e19``),
+    of the fitted per-sample shape. Bool and numeric object arrays are
+    converted, as scikit-learn's estimators do (the strategies accept them
+    likewise). As for scikit-learn's classifiers, ``fit`` needs at least two
+    classes. The standardisation statistics are computed in float64, whose
+    sums of squares do not overflow. Outputs that overflow float32 raise a
+    ValueError rather than give NaN probabilities.
     """
 
     _parameter_constraints = {

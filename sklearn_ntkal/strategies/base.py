@@ -17,7 +17,8 @@ from ..validation import (
     check_labels,
     check_n_instances,
     check_samples,
-    labeled_mask,
+    check_unlabeled,
+    partial_labels,
     sample_shape_of,
 )
 
@@ -120,23 +121,20 @@ class QueryStrategy(ParameterValidationMixin, BaseEstimator):
         self._validate_params()
         clf, transform = self._resolve_estimator(clf)
         X = _network_inputs(clf, transform, X, "X")
-        labeled = labeled_mask(y, X.shape[0])
+        y, labeled = partial_labels(y, X.shape[0])
         if candidates is None:
             rows = np.flatnonzero(~labeled)
             if rows.size == 0:
                 raise ValueError("every row of X is labelled: there is nothing to query")
         else:
-            rows = check_indices(candidates, "candidates", X.shape[0], "X")
-            if labeled[rows].any():
-                raise ValueError(f"candidates contains labelled rows {rows[labeled[rows]][:5].tolist()}")
+            rows = check_unlabeled(check_indices(candidates, "candidates", X.shape[0], "X"), labeled, "candidates")
         n_instances = check_n_instances(batch_size, "batch_size", rows.size)
         X_labeled = y_labeled = None
         if self.requires_labeled:
             if not labeled.any():
-                raise ValueError("y has no labelled row (every entry is NaN); label some before querying")
+                raise ValueError("y has no labelled data (every entry is NaN or None); label some rows before querying")
             X_labeled = X[labeled]
-            y_labeled = _known_labels(clf, np.asarray(y.to_numpy() if hasattr(y, "to_numpy") else y,
-                                                      dtype=object)[labeled])
+            y_labeled = _known_labels(clf, y[labeled])
         return _Query(clf, X_labeled, y_labeled, X[rows], rows, n_instances, X.shape[0])
 
     def _answer(self, checked, return_utilities):
