@@ -240,7 +240,7 @@ def _missing(y):
 
 
 def partial_labels(y, n_samples):
-    """``y`` as an object array and the mask of its labelled rows (scikit-activeml's convention: NaN or None unlabelled).
+    """``y`` as an object array, and the mask of its labelled rows (scikit-activeml: NaN or None is unlabelled).
 
     Raises
     ------
@@ -303,12 +303,12 @@ def check_n_instances(n_instances, name, n_candidates):
     return int(n_instances)
 
 
-def check_finite_scores(scores, owner, pool_name):
+def check_finite_scores(scores, owner):
     """Raise a ValueError if a strategy's scores overflowed: the network's features of the pool are not finite."""
     bad = ~np.isfinite(scores)
     if bad.any():
         raise ValueError(f"{owner} got non-finite scores {scores[bad][:_SHOWN].tolist()}: the network's outputs or "
-                         f"features of {pool_name} overflow float32; its values are too large for the network "
+                         "features of the pool overflow float32; its values are too large for the network "
                          "(rescale them, or standardise them as the training data were)")
 
 

@@ -153,7 +153,7 @@ class QueryStrategy(ParameterValidationMixin, BaseEstimator):
         rng = check_random_state(getattr(self, "random_state", None))
         positions, scores = self._select(clf, X_labeled, y_labeled, X_pool, n_instances, rng)
         scores = np.asarray(scores, dtype=float)
-        check_finite_scores(scores, type(self).__name__, "the pool")
+        check_finite_scores(scores, type(self).__name__)
         return np.asarray(positions, dtype=int), scores
 
     def _resolve_estimator(self, estimator):
@@ -162,8 +162,8 @@ class QueryStrategy(ParameterValidationMixin, BaseEstimator):
             raise ValueError(f"{type(self).__name__} needs a fitted estimator; got None")
         transform = _identity
         if isinstance(estimator, Pipeline):
-            head = estimator[:-1]
-            transform = head.transform
+            if len(estimator) > 1:
+                transform = estimator[:-1].transform
             estimator = estimator[-1]
         if self.requires_network:
             if not (hasattr(estimator, "network_") or hasattr(type(estimator), "apply_fn")):
