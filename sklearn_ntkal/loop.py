@@ -6,20 +6,44 @@ import copy
 import dataclasses
 import functools
 import inspect
-import numbers
 import time
+from numbers import Integral, Real
 
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin, MetaEstimatorMixin, clone
 from sklearn.metrics import accuracy_score
 from sklearn.model_selection import train_test_split
 from sklearn.utils import check_random_state
-from sklearn.utils.multiclass import check_classification_targets, unique_labels
-from sklearn.utils.validation import check_is_fitted, validate_data
+from sklearn.utils._param_validation import HasMethods, Interval
+from sklearn.utils.multiclass import unique_labels
+from sklearn.utils.validation import check_is_fitted
 from tqdm.auto import tqdm
 
 from .estimators import JaxNetClassifier
 from .strategies.baselines import RandomQuery
+from .validation import (
+    ParameterValidationMixin,
+    check_estimator_input,
+    check_indices,
+    check_labels,
+    check_parameters,
+    check_samples,
+    check_unlabeled,
+)
+
+#: Parameters of :func:`run_active_learning` other than its data, as scikit-learn constraints.
+_LOOP_CONSTRAINTS = {
+    "estimator": [HasMethods(["fit", "predict"])],
+    "strategy": [HasMethods(["query"])],
+    "n_rounds": [Interval(Integral, 0, None, closed="left")],
+    "batch_size": [Interval(Integral, 1, None, closed="left")],
+    "progress": ["boolean"],
+    "warm_start": ["boolean"],
+    "keep_snapshots": ["boolean"],
+    "callback": [callable, None],
+    "candidates": [callable, None],
+    "oracle": ["boolean"],
+}
 
 
 @dataclasses.dataclass
@@ -74,7 +98,7 @@ class SharedCandidates:
     seed: int
 
     def __post_init__(self):
-        if not isinstance(self.size, numbers.Integral) or self.size < 1:
+        if not isinstance(self.size, Integral) or self.size < 1:
             raise ValueError(f"size must be a positive integer, got {self.size!r}")
 
     def __call__(self, round_index, labeled_mask):
@@ -158,27 +182,33 @@ def run_active_learning(estimator, strategy, X_pool, y_pool, X_eval, y_eval, ini
     Returns
     -------
     LoopHistory
+
+    Raises
+    ------
+    ValueError or TypeError
+        Before any training, for a parameter out of range, a pool or
+        evaluation set that is not a finite float32 array (the pool is
+        passed on as float32), labels of another length or with NaN, or
+        ``initial_indices`` that are not distinct integer rows of the pool
+        (:mod:`sklearn_ntkal.validation`).
     """
-    X_pool = X_pool.to_numpy() if hasattr(X_pool, "to_numpy") else np.asarray(X_pool)
-    y_pool = np.asarray(y_pool).ravel()
+    check_parameters(_LOOP_CONSTRAINTS, {
+        "estimator": estimator, "strategy": strategy, "n_rounds": n_rounds, "batch_size": batch_size,
+        "progress": progress, "warm_start": warm_start, "keep_snapshots": keep_snapshots, "callback": callback,
+        "candidates": candidates, "oracle": oracle}, "run_active_learning")
+    X_pool = check_samples(X_pool, "X_pool")
     n_pool = X_pool.shape[0]
-    if y_pool.shape[0] != n_pool:
-        raise ValueError(f"y_pool has {y_pool.shape[0]} entries but X_pool has {n_pool} rows")
-    labeled = np.asarray(initial_indices, dtype=int).ravel()
-    if labeled.size == 0 or np.unique(labeled).size != labeled.size or labeled.min() < 0 or labeled.max() >= n_pool:
-        raise ValueError("initial_indices must be distinct rows of X_pool, at least one")
-    if not isinstance(n_rounds, numbers.Integral) or n_rounds < 0:
-        raise ValueError(f"n_rounds must be a non-negative integer, got {n_rounds!r}")
-    if not isinstance(batch_size, numbers.Integral) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+    y_pool = check_labels(y_pool, "y_pool", n_pool, "X_pool")
+    labeled = check_indices(initial_indices, "initial_indices", n_pool, "X_pool")
+    if X_eval is not None:
+        X_eval = check_samples(X_eval, "X_eval", X_pool.shape[1:])
+        y_eval = check_labels(y_eval, "y_eval", X_eval.shape[0], "X_eval")
     if warm_start and "warm_start" not in estimator.get_params():
         raise ValueError(f"warm_start=True needs an estimator with a warm_start parameter; "
                          f"{type(estimator).__name__} has none")
     if oracle and not accepts_oracle(strategy):
         raise ValueError(f"oracle=True needs a strategy whose query takes an oracle; {strategy!r} does not")
     numeric = np.issubdtype(y_pool.dtype, np.number)
-    if X_eval is not None:
-        X_eval, y_eval = (X_eval.to_numpy() if hasattr(X_eval, "to_numpy") else X_eval), np.asarray(y_eval).ravel()
 
     history = LoopHistory()
     fitted = None
@@ -226,11 +256,8 @@ def _query_keywords(round_index, labeled, y_pool, candidates, oracle):
     if candidates is not None:
         labeled_mask = np.zeros(y_pool.shape[0], dtype=bool)
         labeled_mask[labeled] = True
-        rows = np.asarray(candidates(round_index, labeled_mask), dtype=int).ravel()
-        if (rows.size == 0 or rows.min() < 0 or rows.max() >= y_pool.shape[0] or np.unique(rows).size != rows.size
-                or labeled_mask[rows].any()):
-            raise ValueError(f"candidates must give distinct unlabelled rows, at least one; got {rows.tolist()}")
-        keywords["candidates"] = rows
+        rows = check_indices(candidates(round_index, labeled_mask), "candidates", y_pool.shape[0], "X_pool")
+        keywords["candidates"] = check_unlabeled(rows, labeled_mask, "candidates")
     if oracle:
         keywords["oracle"] = functools.partial(_reveal, y_pool)
     return keywords
@@ -304,7 +331,7 @@ def aubc_scorer(estimator, X, y):
     return area_under_budget_curve(estimator.learning_curve_[0], scores)
 
 
-class ActiveLearningClassifier(ClassifierMixin, MetaEstimatorMixin, BaseEstimator):
+class ActiveLearningClassifier(ParameterValidationMixin, ClassifierMixin, MetaEstimatorMixin, BaseEstimator):
     """A classifier trained by simulated pool-based active learning, for grid-searching strategies.
 
     ``fit(X, y)`` treats ``y`` as the oracle: it sets aside a stratified
@@ -349,7 +376,19 @@ class ActiveLearningClassifier(ClassifierMixin, MetaEstimatorMixin, BaseEstimato
     history_ : LoopHistory
         Everything the loop recorded (times included), indices into ``X``.
     n_features_in_ : int
+    sample_shape_in_ : tuple
+        Per-sample shape of ``X`` at ``fit``.
     """
+
+    _parameter_constraints = {
+        "estimator": [HasMethods(["fit", "predict"]), None],
+        "query_strategy": [HasMethods(["query"]), None],
+        "initial_size": [Interval(Integral, 1, None, closed="left")],
+        "n_rounds": [Interval(Integral, 0, None, closed="left")],
+        "batch_size": [Interval(Integral, 1, None, closed="left")],
+        "eval_fraction": [Interval(Real, 0, 1, closed="neither"), None],
+        "random_state": ["random_state"],
+    }
 
     def __init__(self, estimator=None, query_strategy=None, initial_size=20, n_rounds=5, batch_size=10,
                  eval_fraction=0.2, random_state=None):
@@ -374,8 +413,9 @@ class ActiveLearningClassifier(ClassifierMixin, MetaEstimatorMixin, BaseEstimato
         -------
         self
         """
-        X, y = validate_data(self, X, y, allow_nd=True, dtype=None)
-        check_classification_targets(y)
+        self._validate_params()
+        X = check_estimator_input(self, X, reset=True)
+        y = check_labels(y, "y", X.shape[0], "X")
         self.classes_ = unique_labels(y)
         rng = check_random_state(self.random_state)
         rows = np.arange(X.shape[0])
@@ -404,18 +444,18 @@ class ActiveLearningClassifier(ClassifierMixin, MetaEstimatorMixin, BaseEstimato
     def predict(self, X):
         """Labels predicted by the last round's estimator."""
         check_is_fitted(self, "estimator_")
-        return self.estimator_.predict(validate_data(self, X, reset=False, allow_nd=True, dtype=None))
+        return self.estimator_.predict(check_estimator_input(self, X, reset=False))
 
     def predict_proba(self, X):
         """Class probabilities from the last round's estimator."""
         check_is_fitted(self, "estimator_")
-        return self.estimator_.predict_proba(validate_data(self, X, reset=False, allow_nd=True, dtype=None))
+        return self.estimator_.predict_proba(check_estimator_input(self, X, reset=False))
 
 
 def initial_positions(y, size, rng):
     """``size`` distinct positions of ``y`` holding every class once, the rest drawn uniformly at random."""
     classes = np.unique(y)
-    if not isinstance(size, numbers.Integral) or not classes.size <= size <= y.shape[0]:
+    if not isinstance(size, Integral) or not classes.size <= size <= y.shape[0]:
         raise ValueError(f"initial_size must be an integer between the number of classes ({classes.size}) and "
                          f"the pool size ({y.shape[0]}), got {size!r}")
     one_each = np.array([rng.choice(np.flatnonzero(y == c)) for c in classes])

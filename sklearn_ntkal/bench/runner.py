@@ -111,7 +111,10 @@ class BenchmarkConfig:
         _require(_is_int(self.epochs) and self.epochs >= 1, f"epochs must be at least 1, got {self.epochs}")
         _require(_is_int(self.n_rounds) and self.n_rounds >= 0,
                  f"the number of rounds must be at least 0, got {self.n_rounds}")
-        _require(self.learning_rate > 0, f"learning_rate must be positive, got {self.learning_rate}")
+        _require(self.max_samples is None or (_is_int(self.max_samples) and self.max_samples >= 1),
+                 f"max_samples must be a positive integer or None, got {self.max_samples!r}")
+        _require(0 < self.learning_rate < float("inf"), f"learning_rate must be positive and finite, "
+                                                         f"got {self.learning_rate}")
         _require(0 < self.test_size < 1, f"test_size must be in (0, 1), got {self.test_size}")
         _require(isinstance(self.warm_start, bool), f"warm_start must be True or False, got {self.warm_start!r}")
         _require(self.candidate_factor is None or (_is_int(self.candidate_factor) and self.candidate_factor >= 1),

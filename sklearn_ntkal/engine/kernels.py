@@ -18,17 +18,21 @@ import functools
 import itertools
 import operator
 from collections import OrderedDict, deque
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
+from numbers import Real
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from sklearn.utils._param_validation import Interval, StrOptions
+
+from ..validation import check_parameters, check_samples
 
 from ..jax_compat import enable_x64
 from . import autodiff, processes, structured, traced
 from .backends import neural_tangents_fn
 from .budget import DEFAULT_MEMORY_BUDGET, bucket, chunk_length, chunk_size, padded_chunks, rows_within
-from .pairing import check_kind
+from .pairing import KINDS
 from .pytrees import as_argument
 
 IMPLEMENTATIONS = ("auto", "structured", "jacobian", "ntvp", "neural_tangents")
@@ -71,18 +75,31 @@ class KernelSpec:
     float64: bool = False
     devices: tuple | None = None
 
+    _parameter_constraints = {
+        "kind": [StrOptions(set(KINDS))],
+        "implementation": [StrOptions(set(IMPLEMENTATIONS))],
+        "memory_budget": [Interval(Real, 1, None, closed="left")],
+        "float64": ["boolean"],
+        "devices": ["array-like", None],
+    }
+
     def check(self):
-        """Raise a ValueError naming the setting if a field is out of range; return ``self``."""
-        check_kind(self.kind)
-        if self.implementation not in IMPLEMENTATIONS:
-            raise ValueError(f"implementation must be one of {IMPLEMENTATIONS}, got {self.implementation!r}")
-        if int(self.memory_budget) <= 0:
-            raise ValueError(f"memory_budget must be a positive number of bytes, got {self.memory_budget!r}")
+        """Raise an ``InvalidParameterError`` (a ValueError) naming a field out of range; return ``self``."""
+        check_parameters(self._parameter_constraints, {f.name: getattr(self, f.name) for f in fields(self)},
+                         type(self).__name__)
         return self
 
-    def __call__(self, apply_fn, params, x1, x2=None):
-        """Empirical NTK of ``apply_fn`` at ``params``; see :func:`empirical_ntk`."""
-        return compute(self.check(), as_argument(apply_fn), params, x1, x2, {})
+    def __call__(self, apply_fn, params, x1, x2=None, check_input=True):
+        """Empirical NTK of ``apply_fn`` at ``params``; see :func:`empirical_ntk`.
+
+        ``check_input=False`` skips the checks of the fields and inputs, for
+        callers that pass float arrays they have checked.
+        """
+        network = as_argument(apply_fn)
+        if check_input:
+            self.check()
+            x1, x2 = check_kernel_inputs(network, params, x1, x2)
+        return compute(self, network, params, x1, x2, {})
 
 
 def empirical_ntk(apply_fn, params, x1, x2=None, *, kind="full", implementation="auto",
@@ -116,36 +133,44 @@ def empirical_ntk(apply_fn, params, x1, x2=None, *, kind="full", implementation=
     return spec(apply_fn, params, x1, x2)
 
 
-def compute(spec, network, params, x1, x2, facts):
-    """The kernel of a checked ``spec``; ``facts`` memoises what is learnt about the network (a dict, kept by the caller).
+def check_kernel_inputs(network, params, x1, x2):
+    """``x1`` and ``x2`` checked (:func:`~sklearn_ntkal.validation.check_samples`) and accepted by ``network``.
 
-    ``network`` is a pytree callable (:func:`~.pytrees.as_argument`), passed
-    to the compiled functions as an argument.
+    Raises
+    ------
+    ValueError
+        If an input is not a finite float32 array of samples, if ``x2`` has
+        another sample shape than ``x1``, or if ``network`` cannot take
+        samples of that shape (e.g. rows of the wrong width).
     """
-    x1 = _check_inputs(x1, "x1")
+    x1 = check_samples(x1, "x1")
     if x2 is not None:
-        x2 = _check_inputs(x2, "x2")
+        x2 = check_samples(x2, "x2")
         if x2.shape[1:] != x1.shape[1:]:
             raise ValueError(f"x1 and x2 have different sample shapes: {x1.shape[1:]} vs {x2.shape[1:]}")
+    try:
+        jax.eval_shape(network, params, jax.ShapeDtypeStruct((1,) + x1.shape[1:], jnp.float32))
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"apply_fn does not take samples of shape {x1.shape[1:]} (x1 has shape {x1.shape}): "
+                         f"{str(exc).splitlines()[0]}") from None
+    return x1, x2
+
+
+def compute(spec, network, params, x1, x2, facts):
+    """The kernel of a checked ``spec`` on checked inputs; ``facts`` memoises what is learnt about the network.
+
+    ``network`` is a pytree callable (:func:`~.pytrees.as_argument`), passed
+    to the compiled functions as an argument; ``facts`` is a dict kept by
+    the caller. The public shells, :func:`empirical_ntk` and
+    :meth:`KernelSpec.__call__`, check ``x1`` and ``x2``
+    (:func:`check_kernel_inputs`).
+    """
     with enable_x64(bool(spec.float64)):
         dtype = jnp.float64 if spec.float64 else jnp.float32
         params = jax.tree_util.tree_map(lambda a: jnp.asarray(a, dtype), params)
         x1 = x1.astype(dtype)
         x2 = None if x2 is None else x2.astype(dtype)
         return _assemble(spec, network, params, x1, x2, facts)
-
-
-def _check_inputs(x, name):
-    x = np.asarray(x)
-    if x.ndim < 2:
-        raise ValueError(f"{name} must have a batch axis and at least one feature axis, got shape {x.shape}")
-    if x.shape[0] == 0:
-        raise ValueError(f"{name} is empty (0 samples)")
-    if not np.issubdtype(x.dtype, np.number):
-        raise ValueError(f"{name} must be numeric, got dtype {x.dtype}")
-    if not np.all(np.isfinite(x)):
-        raise ValueError(f"{name} contains NaN or infinity")
-    return x
 
 
 def _memo(facts, key, compute_fact):

@@ -19,13 +19,6 @@ KINDS = ("full", "trace", "pntk")
 _HIGHEST = lax.Precision.HIGHEST
 
 
-def check_kind(kind):
-    """Raise a ValueError naming the valid flavours if ``kind`` is not one of them."""
-    if kind not in KINDS:
-        raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
-    return kind
-
-
 def directions(kind, n_outputs, dtype):
     """The (K, C) matrix of output directions whose NTK the flavour ``kind`` is."""
     if kind == "pntk":

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-import numbers
+from numbers import Integral, Real
 
 import jax
 import jax.numpy as jnp
@@ -12,19 +12,21 @@ from scipy.special import softmax
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.model_selection import train_test_split
 from sklearn.utils import check_random_state
-from sklearn.utils.multiclass import check_classification_targets, unique_labels
-from sklearn.utils.validation import check_is_fitted, validate_data
+from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
+from sklearn.utils.multiclass import unique_labels
+from sklearn.utils.validation import check_is_fitted
 
 from ..engine import LOSSES, bind
 from ..engine.forward import outputs
 from ..networks import Network, Reshape, Serial, Standardize, resolve_layer
+from ..validation import ParameterValidationMixin, check_estimator_input, check_labels, check_network_outputs
 from .calibration import CALIBRATIONS, leave_one_out_temperature
-from .training import make_optimizer, run_epoch
+from .training import OPTIMIZERS, make_optimizer, run_epoch
 
 _IMAGE_PRESETS = ("cnn", "wide_resnet", "resnet18")
 
 
-class JaxNetClassifier(ClassifierMixin, BaseEstimator):
+class JaxNetClassifier(ParameterValidationMixin, ClassifierMixin, BaseEstimator):
     """Neural-network classifier on JAX, exposing what NTK active-learning strategies need.
 
     The network maps inputs to one output per class, ``f(x; theta)`` of shape
@@ -127,7 +129,42 @@ class JaxNetClassifier(ClassifierMixin, BaseEstimator):
     temperature_ : float
         The temperature ``T`` of ``predict_proba``; 1.0 when not calibrated.
     n_features_in_ : int
+    sample_shape_in_ : tuple
+        Per-sample shape of the inputs (``X.shape[1:]`` at the first fit);
+        inputs of another shape are refused.
+
+    Notes
+    -----
+    Inputs are checked once, at each public method
+    (:mod:`sklearn_ntkal.validation`): finite, of magnitudes whose squares
+    fit in the float32 the network computes in (at most about ``1.8e19``),
+    of the fitted per-sample shape. Bool and numeric object arrays are
+    converted, as scikit-learn's estimators do (the strategies accept them
+    likewise). As for scikit-learn's classifiers, ``fit`` needs at least two
+    classes. The standardisation statistics are computed in float64, whose
+    sums of squares do not overflow. Outputs that overflow float32 raise a
+    ValueError rather than give NaN probabilities.
     """
+
+    _parameter_constraints = {
+        "network": "no_validation",
+        "network_kwargs": [dict, None],
+        "input_shape": [tuple, list, None],
+        "loss": [StrOptions(set(LOSSES))],
+        "optimizer": [StrOptions(set(OPTIMIZERS)), HasMethods(["init", "update"])],
+        "learning_rate": [Interval(Real, 0, None, closed="neither"), callable],
+        "weight_decay": [Interval(Real, 0, None, closed="left")],
+        "epochs": [Interval(Integral, 1, None, closed="left")],
+        "batch_size": [Interval(Integral, 1, None, closed="left")],
+        "early_stopping": ["boolean"],
+        "validation_fraction": [Interval(Real, 0, 1, closed="neither")],
+        "n_iter_no_change": [Interval(Integral, 1, None, closed="left")],
+        "standardize": [StrOptions({"auto", "feature", "global"}), "boolean"],
+        "calibration": [StrOptions({c for c in CALIBRATIONS if c is not None}), None],
+        "warm_start": ["boolean"],
+        "random_state": ["random_state"],
+        "verbose": ["verbose"],
+    }
 
     def __init__(self, network="mlp", network_kwargs=None, input_shape=None, loss="cross_entropy",
                  optimizer="adam", learning_rate=1e-3, weight_decay=0.0, epochs=100, batch_size=64,
@@ -169,14 +206,14 @@ class JaxNetClassifier(ClassifierMixin, BaseEstimator):
         -------
         self
         """
-        self._check_params()
+        self._validate_params()
         fitted = self.warm_start and hasattr(self, "params_")
         X, y = self._validate_xy(X, y, reset=not fitted)
         if fitted:
             targets = self._encode(y)
             self._opt_state = self._optimizer().init(self.params_)
         else:
-            self.classes_ = unique_labels(y)
+            self.classes_ = _two_classes_or_more(unique_labels(y), "y")
             targets = self._encode(y)
             self._initialize(X)
         self._train(X, targets, self.epochs)
@@ -196,7 +233,7 @@ class JaxNetClassifier(ClassifierMixin, BaseEstimator):
         -------
         self
         """
-        self._check_params()
+        self._validate_params()
         first = not hasattr(self, "params_")
         if first and classes is None:
             raise ValueError("classes must be passed to the first call of partial_fit")
@@ -204,7 +241,7 @@ class JaxNetClassifier(ClassifierMixin, BaseEstimator):
             raise ValueError(f"classes={classes!r} differs from the classes of the first call {self.classes_!r}")
         X, y = self._validate_xy(X, y, reset=first)
         if first:
-            self.classes_ = unique_labels(classes)
+            self.classes_ = _two_classes_or_more(unique_labels(classes), "classes")
             targets = self._encode(y)
             self._initialize(X)
         else:
@@ -243,8 +280,8 @@ class JaxNetClassifier(ClassifierMixin, BaseEstimator):
         ndarray of shape (n1, n2, C, C) or (n1, n2)
         """
         check_is_fitted(self, "params_")
-        X1 = validate_data(self, X1, reset=False, dtype=np.float32, allow_nd=True)
-        X2 = None if X2 is None else validate_data(self, X2, reset=False, dtype=np.float32, allow_nd=True)
+        X1 = check_estimator_input(self, X1, reset=False)
+        X2 = None if X2 is None else check_estimator_input(self, X2, reset=False)
         return self.engine_.kernel(X1, X2, kind=kind, **kernel_kwargs)
 
     def __sklearn_tags__(self):
@@ -271,25 +308,15 @@ class JaxNetClassifier(ClassifierMixin, BaseEstimator):
     def _optimizer(self):
         return make_optimizer(self.optimizer, self.learning_rate, self.weight_decay)
 
-    def _check_params(self):
-        if self.loss not in LOSSES:
-            raise ValueError(f"loss must be one of {LOSSES}, got {self.loss!r}")
-        for name in ("epochs", "batch_size", "n_iter_no_change"):
-            value = getattr(self, name)
-            if not isinstance(value, numbers.Integral) or value < 1:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
-        if not 0.0 < self.validation_fraction < 1.0:
-            raise ValueError(f"validation_fraction must be in (0, 1), got {self.validation_fraction!r}")
-        if self.calibration not in CALIBRATIONS:
-            raise ValueError(f"calibration must be one of {CALIBRATIONS}, got {self.calibration!r}")
+    def _validate_params(self):
+        super()._validate_params()
         if self.calibration == "temperature" and self.loss != "mse":
             raise ValueError(f"calibration='temperature' fits the temperature of an MSE network; it needs "
                              f"loss='mse', got loss={self.loss!r} (use calibration='auto' or None)")
 
     def _validate_xy(self, X, y, reset):
-        X, y = validate_data(self, X, y, reset=reset, dtype=np.float32, allow_nd=True, y_numeric=False)
-        check_classification_targets(y)
-        return X, y
+        X = check_estimator_input(self, X, reset)
+        return X, check_labels(y, "y", X.shape[0], "X")
 
     def _encode(self, y):
         unknown = np.setdiff1d(np.unique(y), self.classes_)
@@ -313,8 +340,6 @@ class JaxNetClassifier(ClassifierMixin, BaseEstimator):
         return X.shape[1:]
 
     def _standardize_mode(self, X, sample_shape):
-        if self.standardize not in (True, False, "auto", "feature", "global"):
-            raise ValueError(f"standardize must be 'auto', 'feature', 'global' or a bool, got {self.standardize!r}")
         if self.standardize == "auto":
             images = len(sample_shape) == 3
             return "global" if images else "feature"
@@ -326,10 +351,11 @@ class JaxNetClassifier(ClassifierMixin, BaseEstimator):
         sample_shape = self._sample_shape(X)
         mode = self._standardize_mode(X, sample_shape)
         if mode == "feature":
-            scale = X.std(axis=0)
-            preprocess.append(Standardize(X.mean(axis=0), np.maximum(scale, max(scale.mean(), 1e-6))))
+            scale = X.std(axis=0, dtype=np.float64)
+            preprocess.append(Standardize(X.mean(axis=0, dtype=np.float64),
+                                          np.maximum(scale, max(scale.mean(), 1e-6))))
         elif mode == "global":
-            preprocess.append(Standardize(X.mean(), max(X.std(), 1e-6)))
+            preprocess.append(Standardize(X.mean(dtype=np.float64), max(X.std(dtype=np.float64), 1e-6)))
         if tuple(sample_shape) != X.shape[1:]:
             preprocess.append(Reshape(sample_shape))
         n_classes = len(self.classes_)
@@ -387,5 +413,13 @@ class JaxNetClassifier(ClassifierMixin, BaseEstimator):
 
     def _outputs(self, X):
         check_is_fitted(self, "params_")
-        X = validate_data(self, X, reset=False, dtype=np.float32, allow_nd=True)
-        return self.engine_.outputs(X)
+        X = check_estimator_input(self, X, reset=False)
+        return check_network_outputs(self.engine_.outputs(X), "X")
+
+
+def _two_classes_or_more(classes, name):
+    """``classes``, after checking there are at least two, as scikit-learn's classifiers require."""
+    if len(classes) < 2:
+        raise ValueError(f"{name} has one class only ({classes.tolist()}); a classifier needs samples of at "
+                         "least 2 classes")
+    return classes

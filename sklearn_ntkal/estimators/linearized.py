@@ -4,16 +4,19 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from numbers import Real
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin, clone
+from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from .. import kernel_regression as kr
 from ..engine import DEFAULT_MEMORY_BUDGET, KINDS, engine_of
 from ..engine.budget import rows_within
+from ..validation import ParameterValidationMixin, check_estimator_input, check_labels, sample_shape_of
 from .classifier import JaxNetClassifier
 
 OUTPUT_SPACES = ("auto", "logits", "probabilities")
@@ -78,8 +81,6 @@ def _physical_memory():
 
 def resolve_output_space(clf, output_space):
     """``"auto"``: ``"logits"`` for a network trained with MSE, ``"probabilities"`` otherwise."""
-    if output_space not in OUTPUT_SPACES:
-        raise ValueError(f"output_space must be one of {OUTPUT_SPACES}, got {output_space!r}")
     if output_space == "auto":
         return "logits" if getattr(clf, "loss", None) == "mse" else "probabilities"
     return output_space
@@ -181,7 +182,7 @@ def linearized_memory(m, n, n_outputs, kernel, output_space, itemsize=8, memory_
     return plan, bool(dense)
 
 
-class LinearizedClassifier(ClassifierMixin, BaseEstimator):
+class LinearizedClassifier(ParameterValidationMixin, ClassifierMixin, BaseEstimator):
     """The network linearised at its trained weights, fitted by kernel regression (no SGD).
 
     Predicts with the linearised network trained to convergence with MSE on
@@ -253,7 +254,18 @@ class LinearizedClassifier(ClassifierMixin, BaseEstimator):
     temperature_ : float
         The network's temperature (``estimator.temperature_``, 1.0 without one).
     n_features_in_ : int
+    sample_shape_in_ : tuple
+        Per-sample shape of the inputs (``X.shape[1:]`` at ``fit``).
     """
+
+    _parameter_constraints = {
+        "estimator": [HasMethods(["fit", "predict"]), None],
+        "kernel": [StrOptions(set(KINDS))],
+        "output_space": [StrOptions(set(OUTPUT_SPACES))],
+        "ridge": [Interval(Real, 0, None, closed="left")],
+        "float64": ["boolean"],
+        "memory_budget": [Interval(Real, 1, None, closed="left"), None],
+    }
 
     def __init__(self, estimator=None, kernel="pntk", output_space="auto", ridge=1e-5, float64=True,
                  memory_budget=None):
@@ -264,24 +276,37 @@ class LinearizedClassifier(ClassifierMixin, BaseEstimator):
         self.float64 = float64
         self.memory_budget = memory_budget
 
-    def fit(self, X, y):
+    def fit(self, X, y, check_input=True):
         """Kernel regression of the linearised network on ``(X, y)``; trains the network first only if unfitted.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, ...)
+        y : array-like of shape (n_samples,)
+        check_input : bool, default=True
+            Check the parameters and inputs. ``False`` is for callers that
+            have checked both (``X`` a finite float32 array of the network's
+            sample shape, ``y`` labels it knows), as
+            :class:`~sklearn_ntkal.NTKLookAheadQuery` does.
 
         Returns
         -------
         self
         """
-        self._check_params()
-        X, y = validate_data(self, X, y, dtype=np.float32, allow_nd=True)
         estimator = JaxNetClassifier(loss="mse") if self.estimator is None else self.estimator
-        if not hasattr(estimator, "params_"):
+        fitted = hasattr(estimator, "params_")
+        if check_input:
+            self._validate_params()
+            X = check_estimator_input(self, X, reset=True, sample_shape=sample_shape_of(estimator) if fitted else None)
+            y = check_labels(y, "y", X.shape[0], "X")
+        else:
+            validate_data(self, X, skip_check_array=True)
+            self.sample_shape_in_ = X.shape[1:]
+        if not fitted:
             estimator = clone(estimator).fit(X, y)
         if not hasattr(estimator, "network_"):
             raise TypeError(f"estimator must be a JaxNetClassifier (a JAX network with network_ and params_); "
                             f"got {type(estimator).__name__}")
-        if getattr(estimator, "n_features_in_", self.n_features_in_) != self.n_features_in_:
-            raise ValueError(f"X has {self.n_features_in_} features but the network was fitted with "
-                             f"{estimator.n_features_in_}")
         self.estimator_ = estimator
         self.classes_ = estimator.classes_
         self.output_space_ = resolve_output_space(estimator, self.output_space)
@@ -300,7 +325,8 @@ class LinearizedClassifier(ClassifierMixin, BaseEstimator):
         """
         if not hasattr(self, "regression_"):
             return self.fit(X, y)
-        X, y = validate_data(self, X, y, reset=False, dtype=np.float32, allow_nd=True)
+        X = check_estimator_input(self, X, reset=False)
+        y = check_labels(y, "y", X.shape[0], "X")
         outputs, factors = self._linearize(X)
         cross, _ = self._kernel(self.X_fit_, self._factors_fit, X, factors)
         new, q = self._kernel(X, factors)
@@ -324,7 +350,7 @@ class LinearizedClassifier(ClassifierMixin, BaseEstimator):
         """Class labels ``classes_[argmax_c f~_L(X)_c]``."""
         return self.classes_[np.argmax(self._mean(X), axis=1)]
 
-    def posterior(self, X, dense=None):
+    def posterior(self, X, dense=None, check_input=True):
         """Mean ``f~_L``, posterior covariance ``Delta`` and network outputs over ``X`` (the look-ahead's U).
 
         ``Delta`` is held whole only where it fits: with ``dense=None`` when
@@ -342,6 +368,9 @@ class LinearizedClassifier(ClassifierMixin, BaseEstimator):
         X : array-like of shape (m, ...)
         dense : bool or None, default=None
             Force (``True``) or forbid (``False``) holding ``Delta`` whole.
+        check_input : bool, default=True
+            ``False`` for a finite float32 ``X`` of the network's sample shape,
+            checked by the caller.
 
         Returns
         -------
@@ -354,7 +383,8 @@ class LinearizedClassifier(ClassifierMixin, BaseEstimator):
             (:func:`linearized_memory`) exceeds half of the physical memory.
         """
         check_is_fitted(self, "regression_")
-        X = validate_data(self, X, reset=False, dtype=np.float32, allow_nd=True)
+        if check_input:
+            X = check_estimator_input(self, X, reset=False)
         m, q = X.shape[0], self.regression_.q
         dense = self._check_posterior_memory(m, dense)
         outputs, factors = self._linearize(X)
@@ -373,14 +403,6 @@ class LinearizedClassifier(ClassifierMixin, BaseEstimator):
         tags = super().__sklearn_tags__()
         tags.input_tags.allow_nan = False
         return tags
-
-    def _check_params(self):
-        if self.kernel not in KINDS:
-            raise ValueError(f"kernel must be one of {KINDS}, got {self.kernel!r}")
-        if self.output_space not in OUTPUT_SPACES:
-            raise ValueError(f"output_space must be one of {OUTPUT_SPACES}, got {self.output_space!r}")
-        if not self.ridge >= 0:
-            raise ValueError(f"ridge must be non-negative, got {self.ridge!r}")
 
     def _check_posterior_memory(self, m, dense):
         """Whether ``Delta`` is held dense; a MemoryError before anything is computed if it cannot fit."""
@@ -451,7 +473,7 @@ class LinearizedClassifier(ClassifierMixin, BaseEstimator):
     def _mean(self, X):
         """``f~_L(X)`` (n, C), in chunks of X so the cross kernel stays within the memory budget."""
         check_is_fitted(self, "regression_")
-        X = validate_data(self, X, reset=False, dtype=np.float32, allow_nd=True)
+        X = check_estimator_input(self, X, reset=False)
         n_rows, q = self.regression_.chol.shape[0], self.regression_.q
         size = rows_within(self._budget(), np.dtype(self._dtype()).itemsize * q * n_rows * 4)
         means = []

@@ -11,12 +11,13 @@ import optax
 
 from ..engine.losses import per_sample_loss
 
-_OPTIMIZERS = {"adam": optax.adam, "adamw": optax.adamw, "sgd": optax.sgd, "rmsprop": optax.rmsprop}
+#: Optimisers by name; ``make_optimizer`` also takes any optax transformation.
+OPTIMIZERS = {"adam": optax.adam, "adamw": optax.adamw, "sgd": optax.sgd, "rmsprop": optax.rmsprop}
 
 
 @functools.lru_cache(maxsize=32)
 def make_optimizer(optimizer, learning_rate, weight_decay):
-    """An optax ``GradientTransformation`` from a name, or one passed through unchanged.
+    """An optax ``GradientTransformation`` from a name of ``OPTIMIZERS``, or one passed through unchanged.
 
     Cached, so equal settings give the same object and the jitted training
     step (which takes the optimiser as a static argument) is compiled once
@@ -24,11 +25,9 @@ def make_optimizer(optimizer, learning_rate, weight_decay):
     """
     if isinstance(optimizer, optax.GradientTransformation):
         return optimizer
-    if optimizer not in _OPTIMIZERS:
-        raise ValueError(f"optimizer must be one of {sorted(_OPTIMIZERS)} or an optax GradientTransformation")
     if optimizer == "adamw":
         return optax.adamw(learning_rate, weight_decay=weight_decay)
-    base = _OPTIMIZERS[optimizer](learning_rate)
+    base = OPTIMIZERS[optimizer](learning_rate)
     return optax.chain(optax.add_decayed_weights(weight_decay), base) if weight_decay else base
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import numbers
+from typing import NamedTuple
 
 import numpy as np
 from sklearn.base import BaseEstimator
@@ -10,8 +10,20 @@ from sklearn.pipeline import Pipeline
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted
 
+from ..validation import (
+    ParameterValidationMixin,
+    check_finite_scores,
+    check_indices,
+    check_labels,
+    check_n_instances,
+    check_samples,
+    check_unlabeled,
+    partial_labels,
+    sample_shape_of,
+)
 
-class QueryStrategy(BaseEstimator):
+
+class QueryStrategy(ParameterValidationMixin, BaseEstimator):
     """Base class of the query strategies.
 
     A strategy is a scikit-learn estimator (clonable, ``get_params`` /
@@ -37,10 +49,21 @@ class QueryStrategy(BaseEstimator):
     utilities (higher is better), and set ``requires_network`` to say whether
     they need a fitted :class:`~sklearn_ntkal.JaxNetClassifier` (``apply_fn``,
     ``params_``) or only ``predict_proba``.
+
+    Inputs are checked once, here (:mod:`sklearn_ntkal.validation`): the
+    parameters against ``_parameter_constraints``; the pool and the labelled
+    set (what the network sees, after a pipeline's transformers) as finite
+    float32 arrays of the fitted per-sample shape, bool and numeric object
+    arrays converted as scikit-learn does; labels known to the classifier;
+    ``n_instances`` and ``candidates``. ``_select`` receives checked arrays
+    and checks nothing again. Scores that overflow float32 (inputs far
+    outside what the network was trained on) raise a ValueError instead of
+    deciding the query.
     """
 
     requires_network = True
     requires_labeled = True
+    _parameter_constraints: dict = {}
 
     def __call__(self, learner, X_pool, n_instances=1, **kwargs):
         """Select ``n_instances`` rows of ``X_pool`` for the modAL ``learner``.
@@ -52,9 +75,18 @@ class QueryStrategy(BaseEstimator):
         scores : ndarray of shape (n_instances,)
             Their utilities.
         """
+        self._validate_params()
         clf, transform = self._resolve_estimator(getattr(learner, "estimator", None))
-        X_labeled, y_labeled = getattr(learner, "X_training", None), getattr(learner, "y_training", None)
-        return self._run(clf, transform, X_labeled, y_labeled, X_pool, n_instances)
+        X_pool = _network_inputs(clf, transform, X_pool, "X_pool")
+        n_instances = check_n_instances(n_instances, "n_instances", X_pool.shape[0])
+        X_labeled, y_labeled = None, None
+        if self.requires_labeled:
+            X_labeled, y_labeled = getattr(learner, "X_training", None), getattr(learner, "y_training", None)
+            if X_labeled is None or y_labeled is None or len(y_labeled) == 0:
+                raise ValueError("the learner has no labelled data; teach it some before querying")
+            X_labeled = _network_inputs(clf, transform, X_labeled, "X_training")
+            y_labeled = _known_labels(clf, check_labels(y_labeled, "y_training", X_labeled.shape[0], "X_training"))
+        return self._run(clf, X_labeled, y_labeled, X_pool, n_instances)
 
     def query(self, X, y, clf, batch_size=1, candidates=None, return_utilities=False):
         """Select ``batch_size`` unlabelled rows of ``X`` (scikit-activeml convention).
@@ -67,7 +99,10 @@ class QueryStrategy(BaseEstimator):
         clf : fitted estimator
         batch_size : int, default=1
         candidates : array-like of int or None
-            Indices into ``X`` to choose from; all unlabelled rows by default.
+            Distinct indices of unlabelled rows of ``X`` to choose from; all
+            unlabelled rows by default. scikit-activeml's other form, an
+            array of candidate samples, is refused with a TypeError: pass
+            those samples as unlabelled rows of ``X``.
         return_utilities : bool, default=False
 
         Returns
@@ -79,47 +114,47 @@ class QueryStrategy(BaseEstimator):
             ``b`` (the same for every row of a one-shot batch), NaN where not a
             candidate.
         """
-        X = _as_array(X, "X")
-        labeled = _labeled_mask(y, X.shape[0])
-        if candidates is None:
-            candidates = np.flatnonzero(~labeled)
-        else:
-            candidates = np.asarray(candidates, dtype=int).ravel()
-            if np.any(labeled[candidates]):
-                raise ValueError("candidates include labelled rows")
+        return self._answer(self._check_query(X, y, clf, batch_size, candidates), return_utilities)
+
+    def _check_query(self, X, y, clf, batch_size, candidates):
+        """The inputs of :meth:`query`, checked: a :class:`_Query`."""
+        self._validate_params()
         clf, transform = self._resolve_estimator(clf)
-        y_arr = np.asarray(y, dtype=object)
-        idx, scores = self._run(clf, transform, X[labeled], y_arr[labeled], X[candidates], batch_size)
-        query_indices = candidates[idx]
+        X = _network_inputs(clf, transform, X, "X")
+        y, labeled = partial_labels(y, X.shape[0])
+        if candidates is None:
+            rows = np.flatnonzero(~labeled)
+            if rows.size == 0:
+                raise ValueError("every row of X is labelled: there is nothing to query")
+        else:
+            rows = check_unlabeled(check_indices(candidates, "candidates", X.shape[0], "X"), labeled, "candidates")
+        n_instances = check_n_instances(batch_size, "batch_size", rows.size)
+        X_labeled = y_labeled = None
+        if self.requires_labeled:
+            if not labeled.any():
+                raise ValueError("y has no labelled data (every entry is NaN or None); label some rows before querying")
+            X_labeled = X[labeled]
+            y_labeled = _known_labels(clf, y[labeled])
+        return _Query(clf, X_labeled, y_labeled, X[rows], rows, n_instances, X.shape[0])
+
+    def _answer(self, checked, return_utilities):
+        """Indices into ``X`` (and utilities) of the query of checked inputs."""
+        idx, scores = self._run(checked.clf, checked.X_labeled, checked.y_labeled, checked.X_candidates,
+                                checked.n_instances)
+        query_indices = checked.rows[idx]
         if not return_utilities:
             return query_indices
-        utilities = np.full((len(idx), X.shape[0]), np.nan)
+        utilities = np.full((len(idx), checked.n_rows), np.nan)
         utilities[np.arange(len(idx)), query_indices] = scores
         return query_indices, utilities
 
-    def _run(self, clf, transform, X_labeled, y_labeled, X_pool, n_instances):
-        X_pool = transform(_as_array(X_pool, "X_pool"))
-        n_pool = X_pool.shape[0]
-        if n_pool == 0:
-            raise ValueError("the pool is empty: there is nothing to query")
-        if not isinstance(n_instances, numbers.Integral) or n_instances < 1:
-            raise ValueError(f"n_instances must be a positive integer, got {n_instances!r}")
-        if n_instances > n_pool:
-            raise ValueError(f"n_instances={n_instances} is larger than the pool ({n_pool} samples)")
-        _check_finite(X_pool, "X_pool")
-        _check_features(clf, X_pool, "X_pool")
-        if self.requires_labeled:
-            if X_labeled is None or y_labeled is None or len(y_labeled) == 0:
-                raise ValueError("the learner has no labelled data; teach it some before querying")
-            X_labeled = transform(_as_array(X_labeled, "X_training"))
-            y_labeled = np.asarray(y_labeled).ravel()
-            _check_features(clf, X_labeled, "X_training")
-            unseen = [label for label in np.unique(y_labeled).tolist() if label not in set(clf.classes_.tolist())]
-            if unseen:
-                raise ValueError(f"labels {unseen} are unknown to the estimator (classes_={list(clf.classes_)})")
+    def _run(self, clf, X_labeled, y_labeled, X_pool, n_instances):
+        """The selection on checked inputs: positions in ``X_pool`` and their finite scores."""
         rng = check_random_state(getattr(self, "random_state", None))
         positions, scores = self._select(clf, X_labeled, y_labeled, X_pool, n_instances, rng)
-        return np.asarray(positions, dtype=int), np.asarray(scores, dtype=float)
+        scores = np.asarray(scores, dtype=float)
+        check_finite_scores(scores, type(self).__name__)
+        return np.asarray(positions, dtype=int), scores
 
     def _resolve_estimator(self, estimator):
         """The classifier that scores, and the transformation of inputs in front of it."""
@@ -127,8 +162,8 @@ class QueryStrategy(BaseEstimator):
             raise ValueError(f"{type(self).__name__} needs a fitted estimator; got None")
         transform = _identity
         if isinstance(estimator, Pipeline):
-            head = estimator[:-1]
-            transform = lambda X: np.asarray(head.transform(X), dtype=np.float32)  # noqa: E731
+            if len(estimator) > 1:
+                transform = estimator[:-1].transform
             estimator = estimator[-1]
         if self.requires_network:
             if not (hasattr(estimator, "network_") or hasattr(type(estimator), "apply_fn")):
@@ -147,33 +182,32 @@ class QueryStrategy(BaseEstimator):
         raise NotImplementedError
 
 
+class _Query(NamedTuple):
+    """Checked inputs of :meth:`QueryStrategy.query`; ``rows`` are the candidates' rows of ``X``."""
+
+    clf: object
+    X_labeled: np.ndarray | None
+    y_labeled: np.ndarray | None
+    X_candidates: np.ndarray
+    rows: np.ndarray
+    n_instances: int
+    n_rows: int
+
+
 def _identity(X):
     return X
 
 
-def _as_array(X, name):
-    X = np.asarray(X.to_numpy() if hasattr(X, "to_numpy") else X)
-    if X.ndim < 2:
-        raise ValueError(f"{name} must be 2-D (samples x features), got shape {X.shape}")
-    if not np.issubdtype(X.dtype, np.number):
-        raise ValueError(f"{name} must be numeric, got dtype {X.dtype}")
-    return X.astype(np.float32, copy=False)
+def _network_inputs(clf, transform, X, name):
+    """``X`` as the network sees it (after a pipeline's transformers), checked against the fitted input shape."""
+    return check_samples(transform(X), name, sample_shape_of(clf))
 
 
-def _check_finite(X, name):
-    if not np.all(np.isfinite(X)):
-        raise ValueError(f"{name} contains NaN or infinity")
-
-
-def _check_features(clf, X, name):
-    expected = getattr(clf, "n_features_in_", None)
-    n_features = int(np.prod(X.shape[1:]))
-    if expected is not None and n_features != expected:
-        raise ValueError(f"{name} has {n_features} features but the estimator was fitted with {expected}")
-
-
-def _labeled_mask(y, n):
-    y = np.asarray(y, dtype=object).ravel()
-    if y.shape[0] != n:
-        raise ValueError(f"y has {y.shape[0]} entries but X has {n} rows")
-    return np.array([not (v is None or (isinstance(v, float) and np.isnan(v))) for v in y], dtype=bool)
+def _known_labels(clf, y):
+    """``y`` as an array, after checking every label is one of the classifier's classes."""
+    y = np.asarray(y).ravel()
+    known = set(clf.classes_.tolist())
+    unseen = [label for label in dict.fromkeys(y.tolist()) if label not in known]
+    if unseen:
+        raise ValueError(f"labels {unseen} are unknown to the estimator (classes_={list(clf.classes_)})")
+    return y

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 from scipy.special import entr
+from sklearn.utils._param_validation import StrOptions
 
 from .base import QueryStrategy
-
-_MEASURES = ("entropy", "margin", "least_confidence")
 
 
 def top_k(scores, k):
@@ -33,17 +32,21 @@ def uncertainty_scores(proba, measure):
     These are the quantities of modAL's ``classifier_entropy``,
     ``classifier_margin`` (negated) and ``classifier_uncertainty``.
     """
-    proba = np.asarray(proba, dtype=np.float64)
-    if measure == "entropy":
-        return entr(proba).sum(axis=1)
-    if measure == "least_confidence":
-        return 1.0 - proba.max(axis=1)
-    if measure == "margin":
-        if proba.shape[1] < 2:
-            return np.zeros(proba.shape[0])
-        top2 = -np.partition(-proba, 1, axis=1)[:, :2]
-        return -(top2[:, 0] - top2[:, 1])
-    raise ValueError(f"measure must be one of {_MEASURES}, got {measure!r}")
+    return _MEASURES[measure](np.asarray(proba, dtype=np.float64))
+
+
+def _margin(proba):
+    if proba.shape[1] < 2:
+        return np.zeros(proba.shape[0])
+    top2 = -np.partition(-proba, 1, axis=1)[:, :2]
+    return -(top2[:, 0] - top2[:, 1])
+
+
+_MEASURES = {
+    "entropy": lambda proba: entr(proba).sum(axis=1),
+    "margin": _margin,
+    "least_confidence": lambda proba: 1.0 - proba.max(axis=1),
+}
 
 
 class RandomQuery(QueryStrategy):
@@ -63,6 +66,7 @@ class RandomQuery(QueryStrategy):
 
     requires_network = False
     requires_labeled = False
+    _parameter_constraints = {"random_state": ["random_state"]}
 
     def __init__(self, random_state=None):
         self.random_state = random_state
@@ -92,11 +96,10 @@ class UncertaintyQuery(QueryStrategy):
 
     requires_network = False
     requires_labeled = False
+    _parameter_constraints = {"measure": [StrOptions(set(_MEASURES))]}
 
     def __init__(self, measure="entropy"):
         self.measure = measure
 
     def _select(self, clf, X_labeled, y_labeled, X_candidates, n_instances, random_state):
-        if self.measure not in _MEASURES:
-            raise ValueError(f"measure must be one of {_MEASURES}, got {self.measure!r}")
         return top_k(uncertainty_scores(clf.predict_proba(X_candidates), self.measure), n_instances)

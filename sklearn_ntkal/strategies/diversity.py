@@ -137,6 +137,7 @@ class BADGEQuery(QueryStrategy):
 
     requires_network = True
     requires_labeled = False
+    _parameter_constraints = {"random_state": ["random_state"]}
 
     def __init__(self, random_state=None):
         self.random_state = random_state

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import math
-import numbers
+from numbers import Real
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from sklearn.utils._param_validation import Interval, StrOptions
 
 from ..engine import DEFAULT_MEMORY_BUDGET, LOSSES, KernelSpec
 from ..engine.gradients import (
@@ -24,12 +25,8 @@ from ..engine.gradients import (
 from ..jax_compat import enable_x64
 from .base import QueryStrategy
 
-_LOSSES = LOSSES + ("network",)
-_PARAMETERS = ("all", "last_layer")
-_SELECTIONS = ("topk", "greedy", "deinfluence")
 #: Sign of the cross term ``2 <g_q, g_x>`` added to every score after picking ``q``.
 _CROSS_SIGN = {"greedy": 1.0, "deinfluence": -1.0}
-_FORMS = ("gradient", "kernel")
 
 
 class DynamicALQuery(QueryStrategy):
@@ -193,6 +190,15 @@ class DynamicALQuery(QueryStrategy):
 
     requires_network = True
     requires_labeled = True
+    _parameter_constraints = {
+        "loss": [StrOptions({*LOSSES, "network"})],
+        "parameters": [StrOptions({"all", "last_layer"})],
+        "selection": [StrOptions({"topk", *_CROSS_SIGN})],
+        "form": [StrOptions({"gradient", "kernel"})],
+        "memory_budget": [Interval(Real, 1, None, closed="left")],
+        "float64": ["boolean"],
+        "random_state": ["random_state"],
+    }
 
     def __init__(self, loss="network", parameters="all", selection="deinfluence", form="gradient",
                  memory_budget=DEFAULT_MEMORY_BUDGET, float64=False, random_state=None):
@@ -205,7 +211,7 @@ class DynamicALQuery(QueryStrategy):
         self.random_state = random_state
 
     def _select(self, clf, X_labeled, y_labeled, X_candidates, n_instances, random_state):
-        loss = self._check_params(clf)
+        loss = self._loss(clf)
         apply_fn = getattr(clf, "network_", None) or clf.apply_fn
         classes = clf.classes_
         targets = np.eye(len(classes))[np.searchsorted(classes, np.asarray(y_labeled).astype(classes.dtype))]
@@ -230,23 +236,18 @@ class DynamicALQuery(QueryStrategy):
             order = np.lexsort((priority, -base))[:n_instances]
             return order, base[order]
 
-    def _check_params(self, clf):
-        """Validate the parameters; return the loss to differentiate."""
-        if self.loss not in _LOSSES:
-            raise ValueError(f"loss must be one of {_LOSSES}, got {self.loss!r}")
+    def _validate_params(self):
+        super()._validate_params()
+        if self.form == "kernel" and self.parameters != "all":
+            raise ValueError("form='kernel' uses the empirical NTK of all parameters; use it with parameters='all' "
+                             "(the last-layer gradient form is already in closed form)")
+
+    def _loss(self, clf):
+        """The loss to differentiate: ``loss``, or the classifier's own for ``"network"``."""
         loss = getattr(clf, "loss", "cross_entropy") if self.loss == "network" else self.loss
         if loss not in LOSSES:
             raise ValueError(f"loss='network' needs a classifier trained with one of {LOSSES}; "
                              f"its loss is {loss!r}")
-        for name, allowed in (("parameters", _PARAMETERS), ("selection", _SELECTIONS), ("form", _FORMS)):
-            if getattr(self, name) not in allowed:
-                raise ValueError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")
-        if self.form == "kernel" and self.parameters != "all":
-            raise ValueError("form='kernel' uses the empirical NTK of all parameters; use it with parameters='all' "
-                             "(the last-layer gradient form is already in closed form)")
-        budget = self.memory_budget
-        if isinstance(budget, bool) or not isinstance(budget, numbers.Real) or not budget >= 1:
-            raise ValueError(f"memory_budget must be a positive number of bytes, got {budget!r}")
         return loss
 
 
@@ -285,12 +286,13 @@ def _kernel_scores(spec, apply_fn, loss, params, X_S, T_S, X_U, chunk):
     base = np.empty(X_U.shape[0])
     for start in range(0, X_U.shape[0], block):
         x, r = X_U[start:start + block], r_U[start:start + block]
-        diagonal = spec(apply_fn, params, x)[np.arange(x.shape[0]), np.arange(x.shape[0])]
-        base[start:start + block] = (np.einsum("xa,xab,xb->x", r, diagonal, r)
-                                     + 2 * np.einsum("xa,xiab,ib->x", r, spec(apply_fn, params, x, X_S), r_S))
+        diagonal = spec(apply_fn, params, x, check_input=False)[np.arange(x.shape[0]), np.arange(x.shape[0])]
+        base[start:start + block] = (np.einsum("xa,xab,xb->x", r, diagonal, r) + 2 * np.einsum(
+            "xa,xiab,ib->x", r, spec(apply_fn, params, x, X_S, check_input=False), r_S))
 
     def cross(q):
-        return np.einsum("xa,xab,b->x", r_U, spec(apply_fn, params, X_U, X_U[q:q + 1])[:, 0], r_U[q])
+        return np.einsum("xa,xab,b->x", r_U, spec(apply_fn, params, X_U, X_U[q:q + 1], check_input=False)[:, 0],
+                         r_U[q])
 
     return base, cross
 

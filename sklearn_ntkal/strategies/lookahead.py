@@ -5,25 +5,25 @@ from __future__ import annotations
 import contextlib
 import functools
 import math
-import numbers
+from numbers import Integral, Real
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from sklearn.utils._param_validation import Interval, StrOptions
 
 from .. import kernel_regression as kr
-from ..engine import DEFAULT_MEMORY_BUDGET, KINDS
+from ..engine import DEFAULT_MEMORY_BUDGET
 from ..engine.budget import bucket, chunk_length, pad_rows, rows_within
 from ..engine.processes import split_rows
 from ..estimators.linearized import (
-    OUTPUT_SPACES,
     LinearizedClassifier,
     linearized_memory,
     predictive_probabilities,
     to_probabilities,
 )
 from ..jax_compat import enable_x64
-from .base import QueryStrategy, _labeled_mask
+from .base import QueryStrategy
 from .baselines import uncertainty_scores
 
 #: Objectives scored from look-ahead outputs, shared with the retraining reference.
@@ -100,19 +100,13 @@ def rank(primary, secondary, tiebreak):
     return np.lexsort((tiebreak, -np.asarray(secondary), -np.asarray(primary)))
 
 
-def check_choice(name, value, choices):
-    """Raise a ValueError naming the valid ``choices`` if ``value`` is not one of them."""
-    if value not in choices:
-        raise ValueError(f"{name} must be one of {choices}, got {value!r}")
+#: ``n_candidates`` of the look-ahead strategies: a positive integer, or None for the whole pool.
+N_CANDIDATES = [Interval(Integral, 1, None, closed="left"), None]
 
 
 def check_n_candidates(n_candidates, n_instances):
-    """Raise a ValueError unless ``n_candidates`` is None or a positive integer of at least ``n_instances``."""
-    if n_candidates is None:
-        return
-    if not isinstance(n_candidates, numbers.Integral) or n_candidates < 1:
-        raise ValueError(f"n_candidates must be a positive integer or None, got {n_candidates!r}")
-    if n_instances > n_candidates:
+    """Raise a ValueError if ``n_instances`` is larger than a (checked) ``n_candidates``."""
+    if n_candidates is not None and n_instances > n_candidates:
         raise ValueError(f"n_instances={n_instances} is larger than n_candidates={n_candidates}")
 
 
@@ -281,6 +275,17 @@ class NTKLookAheadQuery(QueryStrategy):
 
     requires_network = True
     requires_labeled = True
+    _parameter_constraints = {
+        **{name: LinearizedClassifier._parameter_constraints[name]
+           for name in ("kernel", "output_space", "ridge", "float64", "memory_budget")},
+        "objective": [StrOptions(set(NTK_OBJECTIVES))],
+        "mode": [StrOptions(set(MODES))],
+        "hybrid_round_size": [Interval(Integral, 1, None, closed="left")],
+        "baseline": [StrOptions(set(BASELINES))],
+        "prefilter": [Interval(Real, 1, None, closed="left"), None],
+        "n_candidates": N_CANDIDATES,
+        "random_state": ["random_state"],
+    }
 
     def __init__(self, kernel="pntk", objective="influence", mode="sequential", hybrid_round_size=10, baseline="auto",
                  prefilter=None, n_candidates=4000, ridge=1e-5, float64=True, memory_budget=None, output_space="auto",
@@ -308,41 +313,25 @@ class NTKLookAheadQuery(QueryStrategy):
 
         See :meth:`QueryStrategy.query`.
         """
-        if oracle is not None:
-            rows = (np.flatnonzero(~_labeled_mask(y, np.shape(X)[0])) if candidates is None
-                    else np.asarray(candidates, dtype=int).ravel())
-            oracle = functools.partial(_map_oracle, oracle, rows)
-        with self._oracle(oracle):
-            return super().query(X, y, clf, batch_size, candidates, return_utilities)
+        checked = self._check_query(X, y, clf, batch_size, candidates)
+        with self._oracle(oracle, checked.rows):
+            return self._answer(checked, return_utilities)
 
     @contextlib.contextmanager
-    def _oracle(self, oracle):
+    def _oracle(self, oracle, rows=None):
+        """``oracle`` active for the query; ``rows`` map candidate positions to the rows of ``X`` it labels."""
         if oracle is not None and not callable(oracle):
             raise TypeError(f"oracle must be a callable mapping row indices to labels, got {type(oracle).__name__}")
-        self._active_oracle = oracle
+        self._active_oracle = oracle if oracle is None or rows is None else functools.partial(_map_oracle, oracle,
+                                                                                              rows)
         try:
             yield
         finally:
             del self._active_oracle
 
-    def _check_params(self, n_instances):
-        check_choice("kernel", self.kernel, KINDS)
-        check_choice("objective", self.objective, NTK_OBJECTIVES)
-        check_choice("mode", self.mode, MODES)
-        check_choice("baseline", self.baseline, BASELINES)
-        check_choice("output_space", self.output_space, OUTPUT_SPACES)
-        if not isinstance(self.hybrid_round_size, numbers.Integral) or self.hybrid_round_size < 1:
-            raise ValueError(f"hybrid_round_size must be a positive integer, got {self.hybrid_round_size!r}")
-        prefilter = self.prefilter
-        if prefilter is not None and (isinstance(prefilter, bool) or not isinstance(prefilter, numbers.Real)
-                                      or not prefilter >= 1):
-            raise ValueError(f"prefilter must be None or a number >= 1 (candidates kept per point queried), "
-                             f"got {self.prefilter!r}")
-        check_n_candidates(self.n_candidates, n_instances)
-        return {"batch": n_instances, "sequential": 1, "hybrid": self.hybrid_round_size}[self.mode]
-
     def _select(self, clf, X_labeled, y_labeled, X_candidates, n_instances, random_state):
-        round_size = self._check_params(n_instances)
+        check_n_candidates(self.n_candidates, n_instances)
+        round_size = {"batch": n_instances, "sequential": 1, "hybrid": self.hybrid_round_size}[self.mode]
         pool_positions = draw_candidates(X_candidates.shape[0], self.n_candidates, random_state)
         tiebreak = random_state.permutation(pool_positions.size)
         n_outputs = len(clf.classes_)
@@ -350,7 +339,8 @@ class NTKLookAheadQuery(QueryStrategy):
                   else np.zeros((2, n_outputs)))
         linear = LinearizedClassifier(clf, kernel=self.kernel, output_space=self.output_space, ridge=self.ridge,
                                       float64=self.float64, memory_budget=self.memory_budget)
-        posterior = linear.fit(X_labeled, y_labeled).posterior(X_candidates[pool_positions])
+        posterior = linear.fit(X_labeled, y_labeled, check_input=False).posterior(X_candidates[pool_positions],
+                                                                                   check_input=False)
         oracle = getattr(self, "_active_oracle", None)
         with enable_x64(bool(self.float64)):
             selected, scores = self._greedy(posterior, n_instances, round_size, tiebreak, points, clf, pool_positions,

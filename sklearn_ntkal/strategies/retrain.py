@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-import numbers
+from numbers import Integral, Real
 
 import jax
 import numpy as np
+from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 
 from ..estimators.linearized import network_outputs
 from ..estimators.training import make_optimizer, run_epoch
 from .base import QueryStrategy
-from .lookahead import OBJECTIVES, check_choice, check_n_candidates, draw_candidates, lookahead_scores, rank
+from .lookahead import N_CANDIDATES, OBJECTIVES, check_n_candidates, draw_candidates, lookahead_scores, rank
 
 RETRAIN_BASELINES = ("network", "retrained")
 
@@ -95,6 +96,16 @@ class RetrainLookAheadQuery(QueryStrategy):
 
     requires_network = True
     requires_labeled = True
+    _parameter_constraints = {
+        "objective": [StrOptions(set(OBJECTIVES))],
+        "baseline": [StrOptions(set(RETRAIN_BASELINES))],
+        "epochs": [Interval(Integral, 1, None, closed="left")],
+        "optimizer": [str, HasMethods(["init", "update"]), None],
+        "learning_rate": [Interval(Real, 0, None, closed="neither"), None],
+        "batch_size": [Interval(Integral, 1, None, closed="left"), None],
+        "n_candidates": N_CANDIDATES,
+        "random_state": ["random_state"],
+    }
 
     def __init__(self, objective="mlmoc", baseline="network", epochs=5, optimizer=None, learning_rate=None,
                  batch_size=None, n_candidates=4000, random_state=None):
@@ -109,10 +120,6 @@ class RetrainLookAheadQuery(QueryStrategy):
 
     def _schedule(self, clf, random_state):
         """Keyword arguments of :func:`retrain` for ``clf``: epochs, optimizer, batch size and a seed."""
-        check_choice("objective", self.objective, OBJECTIVES)
-        check_choice("baseline", self.baseline, RETRAIN_BASELINES)
-        if not isinstance(self.epochs, numbers.Integral) or self.epochs < 1:
-            raise ValueError(f"epochs must be a positive integer, got {self.epochs!r}")
         optimizer = make_optimizer(clf.optimizer if self.optimizer is None else self.optimizer,
                                    clf.learning_rate if self.learning_rate is None else self.learning_rate,
                                    clf.weight_decay)
