@@ -11,7 +11,9 @@ on a current data-centre GPU; under eight in all):
 - ``dynamical_scaling``: dynamicAL against pool size (1k to 100k, MLP and
   CNN) with the naive per-sample loop;
 - ``pool_scaling``: every strategy and ``predict_proba`` at a 1M-row pool;
-- ``al_curves``: the learning-curve benchmark's ``--quick`` part.
+- ``al_curves``: the learning-curve benchmark's ``--quick`` part;
+- ``resnet_lookahead``: a default look-ahead query over 4000 candidates on a
+  Flax ResNet-18 with BatchNorm at the papers' width (64), MNIST-5k.
 
 Each part writes its own files under ``--out/<part>/``; this script then
 writes ``gpu_suite.json`` (device, JAX version, each part's command, wall
@@ -59,6 +61,9 @@ PARTS = {
                      ["--sizes", "1000000"],
                      ["--sizes", "5000", "--warmup", "1000", "--epochs", "20", "--hidden", "64", "64"]),
     "al_curves": ("al_curves.py", ["--quick", "--no-progress"], ["--quick", "--no-progress"]),
+    "resnet_lookahead": ("resnet_lookahead.py",
+                         ["--width", "64", "--labels", "100", "--batch", "100", "--epochs", "10"],
+                         ["--width", "4", "--labels", "20", "--batch", "2", "--epochs", "1"]),
 }
 
 
@@ -173,9 +178,16 @@ def figures_al_curves(out):
     return rows
 
 
+def figures_resnet_lookahead(out):
+    """Fit and look-ahead query seconds and peak memory of the Flax ResNet-18 with BatchNorm."""
+    r = _load(out / "results.json")
+    return [(f"look-ahead, Flax ResNet-18 width {r['width']}, {r['candidates']} candidates, {r['batch']} picks",
+             f"query {r['query_s']:.1f} s, fit {r['fit_s']:.1f} s, peak RSS {r['peak_rss_gib']:.2f} GiB")]
+
+
 FIGURES = {"bench_ntk": figures_bench_ntk, "lookahead_speed": figures_lookahead_speed,
            "dynamical_scaling": figures_dynamical_scaling, "pool_scaling": figures_pool_scaling,
-           "al_curves": figures_al_curves}
+           "al_curves": figures_al_curves, "resnet_lookahead": figures_resnet_lookahead}
 
 
 def collect(record, out):

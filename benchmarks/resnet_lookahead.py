@@ -60,7 +60,8 @@ def resnet18(width, n_classes):
     return ResNet18()
 
 
-def main(argv=None):
+def parse_args(argv=None):
+    """Command-line options of the benchmark."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--width", type=int, default=16,
                         help="channels of the first stage (default 16; 64 in the papers)")
@@ -68,7 +69,11 @@ def main(argv=None):
     parser.add_argument("--batch", type=int, default=100, help="points queried (default 100)")
     parser.add_argument("--epochs", type=int, default=10, help="training epochs (default 10)")
     parser.add_argument("--out", type=Path, default=Path("results/resnet_lookahead"))
-    args = parser.parse_args(argv)
+    return parser.parse_args(argv)
+
+
+def main(argv=None):
+    args = parse_args(argv)
 
     import jax
 

@@ -28,7 +28,9 @@ def _flag(command, name):
 
 def test_plan_of_the_gpu_run(suite, tmp_path):
     commands = dict(suite.plan(suite.parse_args(["--out", str(tmp_path)])))
-    assert list(commands) == ["bench_ntk", "lookahead_speed", "dynamical_scaling", "pool_scaling", "al_curves"]
+    assert list(commands) == ["bench_ntk", "lookahead_speed", "dynamical_scaling", "pool_scaling", "al_curves",
+                              "resnet_lookahead"]
+    assert _flag(commands["resnet_lookahead"], "--width") == ["64"]
     ntk = commands["bench_ntk"]
     assert _flag(ntk, "--n") == ["1000"]
     assert _flag(ntk, "--networks") == ["mlp", "cnn"] and _flag(ntk, "--kinds") == ["full", "pntk"]
@@ -75,6 +77,8 @@ def test_report_reads_every_part(suite, tmp_path):
         {"strategy": "badge", "pool": 1000000, "seconds": 4.25, "peak_rss_mib": 2100.0}]})
     _write(tmp_path / "al_curves" / "digits_mlp" / "results.json", {"summary": [
         {"strategy": "margin", "aubc": [0.9123, 0.01], "query_time": [0.02, 0.0]}]})
+    _write(tmp_path / "resnet_lookahead" / "results.json", {"width": 64, "candidates": 4000, "batch": 100,
+                                                             "query_s": 42.25, "fit_s": 30.0, "peak_rss_gib": 3.5})
     parts = [suite.collect({"name": name, "returncode": 0, "seconds": 1.0}, tmp_path) for name in suite.PARTS]
     document = {"device": {"device": "cuda:0", "device_kind": "NVIDIA H200", "platform": "gpu", "devices": 1,
                            "jax": "0.12.0"}, "python": "3.12.1", "quick": False, "total_seconds": 300.0,
@@ -82,7 +86,7 @@ def test_report_reads_every_part(suite, tmp_path):
     page = suite.markdown(document)
     for text in ("NVIDIA H200", "jax 0.12.0", "50000 GFLOP/s", "0.125 s (80% of roofline)", "1800x, overlap 70%",
                  "RSS +12 MiB", "badge, pool 1000000 | 4.25 s, peak RSS 2100 MiB", "met",
-                 "digits_mlp: margin | AUBC 0.9123"):
+                 "digits_mlp: margin | AUBC 0.9123", "ResNet-18 width 64, 4000 candidates, 100 picks | query 42.2 s"):
         assert text in page
     assert all(part["figures"] and "error" not in part for part in parts)
 
