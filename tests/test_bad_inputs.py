@@ -227,7 +227,7 @@ def test_oracle_of_a_query_labels_rows_of_x(ctx):
         return np.zeros(len(rows), dtype=int)
 
     candidates = np.array([90, 61, 75, 80])
-    strategy = NTKLookAheadQuery(mode="sequential", n_candidates=None, random_state=0)
+    strategy = NTKLookAheadQuery(objective="mlmoc", mode="sequential", n_candidates=None, random_state=0)
     chosen = strategy.query(ctx.X, ctx.y, ctx.net, batch_size=2, candidates=candidates, oracle=oracle)
     assert seen == [[int(chosen[0])]] and set(chosen) <= set(candidates)
 
