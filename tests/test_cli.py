@@ -56,8 +56,9 @@ def test_explicit_options_override_the_preset():
 
 def test_quick_preset_is_the_documented_first_run():
     config = _config(build_parser().parse_args(["run", "--preset", "quick"]))
-    assert (config.dataset, config.network, len(config.seeds)) == ("digits", "mlp", 2)
-    assert config.strategies == ("random", "entropy", "margin", "ntk_lookahead", "dynamical")
+    assert (config.dataset, config.network, len(config.seeds)) == ("digits", "mlp", 3)
+    assert config.strategies == ("random", "margin", "ntk_influence", "dynamical_deinfluence")
+    assert config.warm_start and config.candidate_factor == 4 and config.initial_size == 0.02
     config.validate()
 
 
