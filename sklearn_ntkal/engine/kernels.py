@@ -98,7 +98,7 @@ class KernelSpec:
         network = as_argument(apply_fn)
         if check_input:
             self.check()
-            x1, x2 = check_kernel_inputs(network, params, x1, x2)
+            x1, x2 = check_kernel_inputs(network, params, x1, x2, self.float64)
         return compute(self, network, params, x1, x2, {})
 
 
@@ -133,8 +133,12 @@ def empirical_ntk(apply_fn, params, x1, x2=None, *, kind="full", implementation=
     return spec(apply_fn, params, x1, x2)
 
 
-def check_kernel_inputs(network, params, x1, x2):
+def check_kernel_inputs(network, params, x1, x2, float64=False):
     """``x1`` and ``x2`` checked (:func:`~sklearn_ntkal.validation.check_samples`) and accepted by ``network``.
+
+    ``network`` is tried on one sample's shape in the precision the kernel
+    is computed in (``float64``), as :func:`compute` will call it, without
+    computing anything.
 
     Raises
     ------
@@ -148,8 +152,11 @@ def check_kernel_inputs(network, params, x1, x2):
         x2 = check_samples(x2, "x2")
         if x2.shape[1:] != x1.shape[1:]:
             raise ValueError(f"x1 and x2 have different sample shapes: {x1.shape[1:]} vs {x2.shape[1:]}")
+    dtype = jnp.float64 if float64 else jnp.float32
     try:
-        jax.eval_shape(network, params, jax.ShapeDtypeStruct((1,) + x1.shape[1:], jnp.float32))
+        with enable_x64(bool(float64)):
+            shapes = jax.tree_util.tree_map(lambda a: jax.ShapeDtypeStruct(np.shape(a), dtype), params)
+            jax.eval_shape(network, shapes, jax.ShapeDtypeStruct((1,) + x1.shape[1:], dtype))
     except (TypeError, ValueError) as exc:
         raise ValueError(f"apply_fn does not take samples of shape {x1.shape[1:]} (x1 has shape {x1.shape}): "
                          f"{str(exc).splitlines()[0]}") from None
