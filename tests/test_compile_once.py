@@ -41,7 +41,7 @@ STRATEGIES = {
     "coreset": lambda: CoresetQuery(),
     "dynamical": lambda: DynamicALQuery(random_state=0),
     "dynamical_deinfluence": lambda: DynamicALQuery(selection="deinfluence", random_state=0),
-    "lookahead": lambda: NTKLookAheadQuery(random_state=0),
+    "lookahead": lambda: NTKLookAheadQuery(objective="mlmoc", mode="batch", random_state=0),
     "lookahead_sequential": lambda: NTKLookAheadQuery(mode="sequential", objective="influence", random_state=0),
 }
 
