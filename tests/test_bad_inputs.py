@@ -22,7 +22,6 @@ from sklearn_ntkal import (
     empirical_ntk,
     run_active_learning,
 )
-from sklearn_ntkal.cli import main
 from sklearn_ntkal.engine import bind
 
 N_LABELED, N_POOL = 60, 40
@@ -385,15 +384,4 @@ def test_active_learning_classifier_refuses_bad_inputs(ctx, params, X, match):
                             match)
 
 
-# ------------------------------------------------------------------ the command line
-@pytest.mark.parametrize("option, value, expected", [
-    ("--max-samples", "-5", "max_samples must be a positive integer or None, got -5"),
-    ("--learning-rate", "inf", "learning_rate must be positive and finite, got inf"),
-    ("--rounds", "-1", "the number of rounds must be at least 0, got -1"),
-])
-def test_cli_reports_bad_values_as_usage_errors(option, value, expected, capsys):
-    with pytest.raises(SystemExit) as exit_info:
-        main(["run", option, value, "--no-progress"])
-    assert exit_info.value.code == 2
-    err = capsys.readouterr().err
-    assert expected in err and "usage:" in err and "Traceback" not in err
+# Bad command-line values are held by tests/test_cli.py::test_invalid_protocol_values_exit_2_with_a_usage_error.

@@ -119,6 +119,9 @@ def test_protocol_flags_set_the_new_fields_over_the_preset():
     ("--batch-size", "1.5", "argument --batch-size: expected a number of labels (1, 2, ...) or a fraction"),
     ("--initial-size", "-3", "argument --initial-size: expected a number of labels"),
     ("--epochs", "0", "epochs must be at least 1, got 0"),
+    ("--max-samples", "-5", "max_samples must be a positive integer or None, got -5"),
+    ("--learning-rate", "inf", "learning_rate must be positive and finite, got inf"),
+    ("--rounds", "-1", "the number of rounds must be at least 0, got -1"),
 ])
 def test_invalid_protocol_values_exit_2_with_a_usage_error(option, value, expected, capsys):
     with pytest.raises(SystemExit) as exit_info:
