@@ -9,6 +9,7 @@ from sklearn_ntkal.engine import empirical_ntk
 from sklearn_ntkal.jax_compat import enable_x64
 from sklearn_ntkal.networks import BatchNorm, Network, Reshape, Serial, resnet18
 from sklearn_ntkal.networks.layers import AvgPool, Conv
+from test_ntk import explicit_kernel
 
 
 @pytest.mark.parametrize("shape, window", [((2, 8, 6, 3), (2, 2)), ((2, 7, 9, 1), (2, 3))])
@@ -51,9 +52,7 @@ def test_batchnorm_resnet_structured_kernel_is_the_explicit_jacobian_product():
     with enable_x64():
         p64, n64 = (jax.tree_util.tree_map(lambda a: jnp.asarray(a, jnp.float64), t) for t in (params, net))
         x64 = x.astype(np.float64)
-        jac = jax.jacrev(lambda p: n64(p, x64))(p64)
-        J = jnp.concatenate([leaf.reshape(6, 3, -1) for leaf in jax.tree_util.tree_leaves(jac)], axis=-1)
-        explicit = np.asarray(jnp.einsum("iap,jbp->ijab", J, J))
+        explicit = explicit_kernel(n64, p64, x64, x64, "full")
         ours = empirical_ntk(n64, p64, x64, kind="full", implementation="structured", float64=True)
     np.testing.assert_allclose(ours, explicit, rtol=0, atol=1e-10 * np.abs(explicit).max())
 

@@ -1,5 +1,6 @@
 """Empirical NTK engine against explicit Jacobians, across flavours, implementations and chunkings."""
 
+import functools
 import os
 import subprocess
 import sys
@@ -25,7 +26,9 @@ NETWORKS = {
 }
 
 
+@functools.lru_cache(maxsize=None)
 def _network(name, seed=0):
+    """A preset, its parameters and its sample shape; built once per worker (initialising the ResNet takes seconds)."""
     layer_fn, sample_shape = NETWORKS[name]
     net = Network(layer_fn())
     _, params = net.init_fn(jax.random.PRNGKey(seed), (1,) + sample_shape)
@@ -39,19 +42,33 @@ def _inputs(n, sample_shape, seed):
 def explicit_kernel(apply_fn, params, x1, x2, kind):
     """J(x1) J(x2)^T from jax.jacrev, reduced to the flavour by definition."""
 
+    @jax.jit
     def jac(x):
         tree = jax.jacrev(lambda p: apply_fn(p, x))(params)
         return jnp.concatenate([leaf.reshape(x.shape[0], -1 if leaf.ndim > 1 else 1, np.prod(leaf.shape[2:], dtype=int))
                                 for leaf in jax.tree_util.tree_leaves(tree)], axis=-1)
 
-    j1, j2 = jac(jnp.asarray(x1)), jac(jnp.asarray(x2))
-    full = jnp.einsum("icp,jdp->ijcd", j1, j2, precision="highest")
+    j = jac(jnp.concatenate([jnp.asarray(x1), jnp.asarray(x2)]))
+    full = np.asarray(jnp.einsum("icp,jdp->ijcd", j[:len(x1)], j[len(x1):], precision="highest"))
+    return kinds_from_full(full)[kind]
+
+
+def kinds_from_full(full):
+    """Every flavour of the kernel from the full (n1, n2, C, C) kernel, by definition."""
     c = full.shape[-1]
-    if kind == "full":
-        return np.asarray(full)
-    if kind == "trace":
-        return np.asarray(jnp.trace(full, axis1=2, axis2=3) / c)
-    return np.asarray(full.sum(axis=(2, 3)) / c)
+    return {"full": full, "trace": np.trace(full, axis1=2, axis2=3) / c, "pntk": full.sum(axis=(2, 3)) / c}
+
+
+@functools.lru_cache(maxsize=None)
+def _preset_reference(name, float64, n1, n2, seed1, seed2):
+    """The explicit kernels of a preset network, once per worker for all flavours and implementations."""
+    net, params, shape = _network(name)
+    x1, x2 = _inputs(n1, shape, seed1), _inputs(n2, shape, seed2)
+    with enable_x64(float64):
+        if float64:
+            params = jax.tree_util.tree_map(lambda a: jnp.asarray(a, jnp.float64), params)
+            x1, x2 = x1.astype(np.float64), x2.astype(np.float64)
+        return kinds_from_full(explicit_kernel(net, params, x1, x2, "full"))
 
 
 def _rel_err(a, b):
@@ -66,7 +83,7 @@ def _rel_err(a, b):
 def test_matches_explicit_jacobian_float32(name, kind, implementation):
     net, params, shape = _network(name)
     x1, x2 = _inputs(6, shape, 1), _inputs(4, shape, 2)
-    ref = explicit_kernel(net, params, x1, x2, kind)
+    ref = _preset_reference(name, False, 6, 4, 1, 2)[kind]
     got = empirical_ntk(net, params, x1, x2, kind=kind, implementation=implementation)
     assert got.shape == ref.shape
     assert got.dtype == np.float32
@@ -79,9 +96,7 @@ def test_matches_explicit_jacobian_float32(name, kind, implementation):
 def test_matches_explicit_jacobian_float64(name, kind, implementation):
     net, params, shape = _network(name)
     x1, x2 = _inputs(5, shape, 3), _inputs(3, shape, 4)
-    with enable_x64(True):
-        params64 = jax.tree_util.tree_map(lambda a: jnp.asarray(a, jnp.float64), params)
-        ref = explicit_kernel(net, params64, x1.astype(np.float64), x2.astype(np.float64), kind)
+    ref = _preset_reference(name, True, 5, 3, 3, 4)[kind]
     got = empirical_ntk(net, params, x1, x2, kind=kind, implementation=implementation, float64=True)
     assert got.dtype == np.float64
     assert _rel_err(got, ref) < 1e-10

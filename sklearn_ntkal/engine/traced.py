@@ -12,10 +12,14 @@ each linear layer's share of ``Theta(x, x') = J(x) J(x')^T`` is
 ``(a a'^T + 1) * (delta delta'^T)`` on flat inputs, else the Gram of
 per-sample weight gradients ``sum_s patch_s^T delta_s`` (Novak,
 Sohl-Dickstein & Schoenholz, "Fast Finite Width Neural Tangent Kernel", ICML
-2022). A parameter leaf no rule covers (an elementwise scale, a gather, a
-weight used twice) gets per-sample gradients of its own, ``vmap`` of a
-vector-Jacobian product; other additions of a parameter (biases elsewhere)
-are handled the same way without a warning.
+2022). A parameter that multiplies or is added to an input-dependent value
+elementwise (BatchNorm's scale and offset, a bias that does not follow a
+linear primitive) gets per-sample gradients of its own, ``vmap`` of a
+vector-Jacobian product: its gradient ``sum_s a_s * delta_s`` costs no more
+than the cotangent it is read from, so this is its structured rule. A leaf
+used otherwise (a gather, a weight used twice, inside a nonlinearity) falls
+back to the same per-sample gradients with a warning that names the
+primitive, since its gradient may be as large as the leaf.
 
 The jaxpr is evaluated equation by equation, per sample under ``jax.vmap``,
 with a zero perturbation added to the output of every linear layer; the VJP
@@ -301,12 +305,15 @@ class _Analysis:
         """What a step of an input-dependent operand and a parameter view is to that parameter.
 
         ``"linear"`` (a layer's weight), ``"bias"`` (an addition),
-        ``"rejected"`` (a linear primitive without a rule for this operand;
-        the reason is noted) or None (no rule).
+        ``"scale"`` (an elementwise product), ``"rejected"`` (a linear
+        primitive without a rule for this operand; the reason is noted) or
+        None (no rule).
         """
         name, params = step.primitive.name, step.params
         if name in ("add", "sub"):
             return "bias"
+        if name == "mul":
+            return "scale"
         if name not in _LINEAR_PRIMITIVES:
             return None
         if view.scale is None:
