@@ -8,7 +8,7 @@ import pytest
 from sklearn_ntkal.engine import empirical_ntk
 from sklearn_ntkal.jax_compat import enable_x64
 from sklearn_ntkal.networks import BatchNorm, Network, Reshape, Serial, resnet18
-from sklearn_ntkal.networks.layers import AvgPool, Conv
+from sklearn_ntkal.networks.layers import AvgPool, Conv, _flat_normal, scaled_normal
 from test_ntk import explicit_kernel
 
 
@@ -36,13 +36,29 @@ def test_conv_patches_times_kernel_is_the_convolution(kernel_size, strides, padd
     np.testing.assert_allclose(out.reshape(expected.shape), expected, rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.skipif(not getattr(jax.config, "jax_threefry_partitionable", False),
+                    reason="the values equal jax.random.normal's with the partitionable threefry only")
+def test_initial_weights_are_jax_random_normal_of_their_shape():
+    key = jax.random.PRNGKey(5)
+    for shape, scale in [((3, 3, 5, 7), 0.3), ((64, 10), 1.7), ((1,), 2.0)]:
+        np.testing.assert_array_equal(scaled_normal(key, shape, scale), jax.random.normal(key, shape) * scale)
+
+
+def test_initial_weights_compile_one_draw_per_size_octave():
+    scaled_normal(jax.random.PRNGKey(0), (3, 3, 5, 7), 1.0)  # 315 entries: a draw of 512
+    draws = _flat_normal._cache_size()
+    w = scaled_normal(jax.random.PRNGKey(1), (20, 16), 1.0)  # 320 entries: the same draw
+    assert w.shape == (20, 16) and _flat_normal._cache_size() == draws
+
+
 def _trained_resnet():
     """A quarter-width ResNet-18 on 8x8 inputs whose running statistics have moved away from their start."""
     net = Network(Serial(Reshape((8, 8, 1)), resnet18(3, base_channels=4)))
     _, params, net = net.initialize(jax.random.PRNGKey(0), (-1, 64))
     x = np.random.default_rng(0).normal(size=(6, 64)).astype(np.float32)
+    step = jax.jit(lambda net, p, x: net.apply_train(p, x, jnp.ones(len(x)))[1])  # the network is a pytree
     for _ in range(3):
-        _, net = net.apply_train(params, x * 2 + 1, jnp.ones(6))
+        net = step(net, params, x * 2 + 1)
     return net, params, x
 
 
