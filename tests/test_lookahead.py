@@ -159,6 +159,14 @@ def data(digits):
     return X_train[:20], y_train[:20], X_train[20:32]
 
 
+@pytest.fixture(scope="module")
+def cnn_net(digits):
+    """A small CNN fitted with MSE on 300 digits: convolutions refuse mixed precisions, which float64 paths must avoid."""
+    X_train, _, y_train, _ = digits
+    return JaxNetClassifier(network="cnn", network_kwargs={"channels": (4, 6), "dense_width": 16}, loss="mse",
+                            epochs=5, random_state=0).fit(X_train[:300], y_train[:300])
+
+
 def test_rank_orders_by_primary_then_secondary_then_tiebreak():
     primary = np.array([1.0, 1.0, 1.0, 0.0, 1.0])
     secondary = np.array([0.1, 0.3, 0.2, 5.0, 0.3])
@@ -179,14 +187,15 @@ def test_batch_scores_equal_brute_force(mse_net, data, objective):
 
 
 @pytest.mark.parametrize("net,objective", [("mse_net", objective) for objective in OBJECTIVES]
-                         + [("ce_net", objective) for objective in ("mlmoc", "eer_calibrated", "influence")])
+                         + [("ce_net", objective) for objective in ("mlmoc", "eer_calibrated", "influence")]
+                         + [("cnn_net", "influence")])
 def test_sequential_scores_equal_brute_force(request, data, objective, net):
     clf = request.getfixturevalue(net)
     X_L, y_L, X_U = data
     X, y = labelled_problem(X_L, y_L, X_U)
     strategy = NTKLookAheadQuery(objective=objective, mode="sequential", n_candidates=None, random_state=0)
     chosen, utilities = strategy.query(X, y, clf, batch_size=3, return_utilities=True)
-    space = "logits" if net == "mse_net" else "probabilities"
+    space = "probabilities" if net == "ce_net" else "logits"
     brute = BruteForce(clf, X_L, y_L, X_U, space=space)
     expected, scores = brute.greedy(objective, 3, points=monte_carlo_points(0, len(X_U), len(clf.classes_)))
     np.testing.assert_array_equal(chosen - len(X_L), expected)

@@ -48,7 +48,11 @@ def _map_chunks(fn, *arrays, limit):
 
 
 def activation_elements(apply_fn, params, sample_shape, dtype):
-    """Numbers produced by one sample's forward pass (every intermediate of its jaxpr), a proxy for backprop memory."""
+    """Numbers produced by one sample's forward pass (every intermediate of its jaxpr), a proxy for backprop memory.
+
+    Traced with the parameters in ``dtype``, as the pass runs them (a convolution refuses mixed precisions).
+    """
+    params = jax.tree_util.tree_map(lambda a: jax.ShapeDtypeStruct(np.shape(a), dtype), params)
     jaxpr = jax.make_jaxpr(apply_fn)(params, jax.ShapeDtypeStruct((1,) + tuple(sample_shape), dtype))
     return sum(math.prod(var.aval.shape) for eqn in jaxpr.eqns for var in eqn.outvars)
 
