@@ -36,12 +36,13 @@ def test_conv_patches_times_kernel_is_the_convolution(kernel_size, strides, padd
     np.testing.assert_allclose(out.reshape(expected.shape), expected, rtol=1e-5, atol=1e-5)
 
 
-@pytest.mark.skipif(not getattr(jax.config, "jax_threefry_partitionable", False),
-                    reason="the values equal jax.random.normal's with the partitionable threefry only")
 def test_initial_weights_are_jax_random_normal_of_their_shape():
+    """With the partitionable threefry, the default since JAX 0.5 and used for weights on every version."""
     key = jax.random.PRNGKey(5)
     for shape, scale in [((3, 3, 5, 7), 0.3), ((64, 10), 1.7), ((1,), 2.0)]:
-        np.testing.assert_array_equal(scaled_normal(key, shape, scale), jax.random.normal(key, shape) * scale)
+        with jax.threefry_partitionable(True):
+            expected = jax.random.normal(key, shape) * scale
+        np.testing.assert_array_equal(scaled_normal(key, shape, scale), expected)
 
 
 def test_initial_weights_compile_one_draw_per_size_octave():

@@ -36,14 +36,17 @@ def scaled_normal(key, shape, scale):
     """``jax.random.normal(key, shape) * scale``, compiled once per power-of-two size instead of once per shape.
 
     The draw is the first entries of a flat draw whose length is the next
-    power of two. With JAX's partitionable threefry (the default since JAX
-    0.5) every entry depends only on the key and its index, so these are the
-    values of ``jax.random.normal(key, shape)``; compiling a random-number
-    program for each weight shape takes seconds per shape on a CPU (half a
-    minute to initialise a ResNet-18).
+    power of two, made with JAX's partitionable threefry (the default since
+    JAX 0.5), in which every entry depends only on the key and its index: so
+    these are the values of ``jax.random.normal(key, shape)`` there, and the
+    same on every JAX version. Compiling a random-number program for each
+    weight shape takes seconds per shape on a CPU (half a minute to
+    initialise a ResNet-18).
     """
     size = math.prod(shape)
-    return _flat_normal(key, (1 << max(size - 1, 0).bit_length(),))[:size].reshape(shape) * scale
+    with jax.threefry_partitionable(True):
+        flat = _flat_normal(key, (1 << max(size - 1, 0).bit_length(),))
+    return flat[:size].reshape(shape) * scale
 
 
 class Tape:
