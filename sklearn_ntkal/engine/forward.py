@@ -10,7 +10,7 @@ import numpy as np
 
 from .budget import padded_chunks
 from .processes import split_rows
-from .pytrees import as_argument
+from .pytrees import abstract, as_argument
 
 #: Rows per chunk of a forward pass unless the caller gives a limit.
 FORWARD_ROWS = 4096
@@ -50,10 +50,9 @@ def _map_chunks(fn, *arrays, limit):
 def activation_elements(apply_fn, params, sample_shape, dtype):
     """Numbers produced by one sample's forward pass (every intermediate of its jaxpr), a proxy for backprop memory.
 
-    Traced with the parameters in ``dtype``, as the pass runs them (a convolution refuses mixed precisions).
+    Traced with the parameters in ``dtype``, as the pass runs them (:func:`~.pytrees.abstract`).
     """
-    params = jax.tree_util.tree_map(lambda a: jax.ShapeDtypeStruct(np.shape(a), dtype), params)
-    jaxpr = jax.make_jaxpr(apply_fn)(params, jax.ShapeDtypeStruct((1,) + tuple(sample_shape), dtype))
+    jaxpr = jax.make_jaxpr(apply_fn)(abstract(params, dtype), jax.ShapeDtypeStruct((1,) + tuple(sample_shape), dtype))
     return sum(math.prod(var.aval.shape) for eqn in jaxpr.eqns for var in eqn.outvars)
 
 

@@ -33,7 +33,7 @@ from . import autodiff, processes, structured, traced
 from .backends import neural_tangents_fn
 from .budget import DEFAULT_MEMORY_BUDGET, bucket, chunk_length, chunk_size, padded_chunks, rows_within
 from .pairing import KINDS
-from .pytrees import as_argument
+from .pytrees import abstract, as_argument
 
 IMPLEMENTATIONS = ("auto", "structured", "jacobian", "ntvp", "neural_tangents")
 
@@ -155,8 +155,7 @@ def check_kernel_inputs(network, params, x1, x2, float64=False):
     dtype = jnp.float64 if float64 else jnp.float32
     try:
         with enable_x64(bool(float64)):
-            shapes = jax.tree_util.tree_map(lambda a: jax.ShapeDtypeStruct(np.shape(a), dtype), params)
-            jax.eval_shape(network, shapes, jax.ShapeDtypeStruct((1,) + x1.shape[1:], dtype))
+            jax.eval_shape(network, abstract(params, dtype), jax.ShapeDtypeStruct((1,) + x1.shape[1:], dtype))
     except (TypeError, ValueError) as exc:
         raise ValueError(f"apply_fn does not take samples of shape {x1.shape[1:]} (x1 has shape {x1.shape}): "
                          f"{str(exc).splitlines()[0]}") from None

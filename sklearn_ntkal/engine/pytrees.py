@@ -1,4 +1,5 @@
-"""Networks as arguments of compiled functions: any ``apply_fn`` as a pytree whose leaves are its arrays."""
+"""Networks as arguments of compiled functions (any ``apply_fn`` as a pytree whose leaves are its arrays), and
+parameters as abstract shapes for tracing."""
 
 from __future__ import annotations
 
@@ -40,3 +41,12 @@ def as_argument(apply_fn):
     if treedef.num_nodes > 1 and all(isinstance(leaf, (jax.Array, np.ndarray)) for leaf in leaves):
         return apply_fn
     return apply_fn if isinstance(apply_fn, StaticFunction) else StaticFunction(apply_fn)
+
+
+def abstract(params, dtype):
+    """``params`` as ``jax.ShapeDtypeStruct`` leaves in ``dtype``: what tracing a network in that precision takes.
+
+    A convolution refuses operands of mixed precisions, so a network is traced
+    with its parameters in the precision of its inputs.
+    """
+    return jax.tree_util.tree_map(lambda a: jax.ShapeDtypeStruct(np.shape(a), dtype), params)
