@@ -34,7 +34,6 @@ seeds where a method's fit was degenerate (:func:`fit_temperature` returned
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 import numpy as np
@@ -50,6 +49,7 @@ from sklearn_ntkal.estimators.calibration import (
     leave_one_out_temperature,
     negative_log_likelihood,
 )
+from sklearn_ntkal.bench.report import write_results
 
 METHODS = ("none", "loo_init", "loo_trained_zero", "loo_trained", "holdout", "oracle")
 
@@ -141,10 +141,8 @@ def main():
     for key, title in (("nll", "test NLL"), ("ece", "test ECE"), ("T", "temperature")):
         print(f"\n{title}")
         print("\n".join(summary(rows, key)))
-    args.out.mkdir(parents=True, exist_ok=True)
-    settings = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
-    (args.out / "results.json").write_text(json.dumps({"settings": settings, "rows": rows}, indent=2))
-    print(f"wrote {args.out / 'results.json'}")
+    path = write_results(args.out, args, rows=rows)
+    print(f"wrote {path}")
 
 
 if __name__ == "__main__":

@@ -27,7 +27,6 @@ default, and ``network``, the network's own loss). Reported, as mean over
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 import numpy as np
@@ -38,6 +37,7 @@ from tqdm import tqdm
 from sklearn_ntkal import JaxNetClassifier
 from sklearn_ntkal.datasets import load_dataset
 from sklearn_ntkal.engine.gradients import LayerGradients, chunk_rows, gradient_statistics, summed_gradient
+from sklearn_ntkal.bench.report import write_results
 
 
 def parse_args():
@@ -119,10 +119,8 @@ def main():
                 rows += measure(data, n, net_loss, seed, args)
     print(f"digits, mlp preset, {args.epochs} epochs, pool {args.pool}, k={args.k}, seeds {args.seeds}")
     print("\n".join(table(rows)))
-    args.out.mkdir(parents=True, exist_ok=True)
-    settings = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
-    (args.out / "results.json").write_text(json.dumps({"settings": settings, "rows": rows}, indent=2))
-    print(f"wrote {args.out / 'results.json'}")
+    path = write_results(args.out, args, rows=rows)
+    print(f"wrote {path}")
 
 
 if __name__ == "__main__":

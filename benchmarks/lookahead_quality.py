@@ -25,7 +25,6 @@ approximation improves with width.
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from pathlib import Path
 
@@ -38,6 +37,7 @@ from sklearn_ntkal.datasets import load_dataset
 from sklearn_ntkal.estimators.linearized import LinearizedClassifier
 from sklearn_ntkal.estimators.training import make_optimizer
 from sklearn_ntkal.strategies.retrain import retrained_outputs
+from sklearn_ntkal.bench.report import write_results
 
 
 def parse_args():
@@ -135,11 +135,9 @@ def main():
         print(f"{r['width']:>6} {r['seed']:>4} {r['train_loss']:>9.2e} {r['test_accuracy']:>5.2f} "
               f"{r['pearson_entries']:>10.3f} {r['pearson_norms']:>8.3f} {r['spearman_norms']:>10.3f} "
               f"{r['norm_ratio']:>9.2f} {r['retrain_s']:>9.1f}")
-    args.out.mkdir(parents=True, exist_ok=True)
-    settings = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
-    (args.out / "results.json").write_text(json.dumps({"settings": settings, "rows": rows}, indent=2))
+    path = write_results(args.out, args, rows=rows)
     plot(rows, args.out / "correlation.png")
-    print(f"wrote {args.out / 'results.json'} and {args.out / 'correlation.png'}")
+    print(f"wrote {path} and {args.out / 'correlation.png'}")
 
 
 if __name__ == "__main__":

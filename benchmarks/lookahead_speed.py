@@ -27,7 +27,6 @@ compiles; its time is reported as ``cold``). The paper's goal: >= 1000x faster, 
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from pathlib import Path
 
@@ -38,6 +37,7 @@ from sklearn_ntkal import JaxNetClassifier
 from sklearn_ntkal.datasets import load_dataset
 from sklearn_ntkal.strategies.lookahead import NTKLookAheadQuery
 from sklearn_ntkal.strategies.retrain import RetrainLookAheadQuery
+from sklearn_ntkal.bench.report import write_results
 
 
 def parse_args():
@@ -133,10 +133,8 @@ def main():
     if any(r["extrapolated"] for r in rows):
         print("~ retraining timed on a random subset of the pool and extrapolated linearly; "
               "overlap measured on that subset")
-    args.out.mkdir(parents=True, exist_ok=True)
-    settings = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
-    (args.out / "results.json").write_text(json.dumps({"settings": settings, "rows": rows}, indent=2))
-    print(f"wrote {args.out / 'results.json'}")
+    path = write_results(args.out, args, rows=rows)
+    print(f"wrote {path}")
 
 
 if __name__ == "__main__":

@@ -161,12 +161,12 @@ def main(argv=None):
     print(table)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "table.md").write_text(table + "\n")
-    settings = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
-    (args.out / "results.json").write_text(json.dumps(
-        {"settings": settings, "command": " ".join(sys.argv), "rounds": results, "main_job_s": main_job,
-         "summary": {label: {name: summarize(r) for name, r in runs.items()} for label, runs in results.items()}},
-        indent=1))
-    print(f"wrote {args.out / 'results.json'}")
+    from sklearn_ntkal.bench.report import write_results  # not at the top: the measuring runs import a baseline tree, which may predate it
+
+    path = write_results(args.out, args, command=" ".join(sys.argv), rounds=results, main_job_s=main_job,
+                         summary={label: {name: summarize(r) for name, r in runs.items()}
+                                  for label, runs in results.items()})
+    print(f"wrote {path}")
 
 
 def format_table(results, main_job, args):

@@ -4,6 +4,8 @@ import os
 
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 from sklearn.datasets import load_digits
@@ -41,3 +43,17 @@ def ce_net(digits, small_mlp_factory):
     """Small MLP fitted with cross-entropy on 300 digits."""
     X_train, _, y_train, _ = digits
     return small_mlp_factory(X_train[:300], y_train[:300], loss="cross_entropy", epochs=30)
+
+
+@pytest.fixture(scope="session")
+def tanh_stax_pair():
+    """A user network as a stax-style ``(init_fn, apply_fn)`` pair: a 64-unit tanh layer and 10 outputs."""
+
+    def init_fn(key, shape):
+        k1, k2 = jax.random.split(key)
+        return (shape[0], 10), (jax.random.normal(k1, (shape[-1], 64)) * 0.1, jax.random.normal(k2, (64, 10)) * 0.1)
+
+    def apply_fn(params, x):
+        return jnp.tanh(x @ params[0]) @ params[1]
+
+    return init_fn, apply_fn

@@ -135,17 +135,10 @@ def test_partial_fit_calibrates_each_call_and_keeps_the_temperature_on_tiny_batc
     assert fresh.temperature_ == 1.0
 
 
-def test_user_network_is_calibrated_through_autodiff_kernels(digits):
+def test_user_network_is_calibrated_through_autodiff_kernels(digits, tanh_stax_pair):
     X_train, X_test, y_train, y_test = digits
 
-    def init_fn(key, shape):
-        k1, k2 = jax.random.split(key)
-        return (shape[0], 10), (jax.random.normal(k1, (shape[-1], 64)) * 0.1, jax.random.normal(k2, (64, 10)) * 0.1)
-
-    def apply_fn(params, x):
-        return jnp.tanh(x @ params[0]) @ params[1]
-
-    clf = JaxNetClassifier(network=(init_fn, apply_fn), loss="mse", epochs=30, random_state=0).fit(
+    clf = JaxNetClassifier(network=tanh_stax_pair, loss="mse", epochs=30, random_state=0).fit(
         X_train[:300], y_train[:300])
     assert 0.0 < clf.temperature_ < 0.5
     uncalibrated = held_out_nll(softmax(clf.decision_function(X_test), axis=1), y_test)

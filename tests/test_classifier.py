@@ -3,7 +3,6 @@
 import pickle
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
@@ -165,17 +164,10 @@ def test_images_as_flat_rows_or_nhwc(digits):
         JaxNetClassifier(**kwargs).fit(X_train[:, :60], y_train)
 
 
-def test_user_stax_pair_and_layers(digits):
+def test_user_stax_pair_and_layers(digits, tanh_stax_pair):
     X_train, X_test, y_train, y_test = digits
 
-    def init_fn(key, shape):
-        k1, k2 = jax.random.split(key)
-        return (shape[0], 10), (jax.random.normal(k1, (shape[-1], 64)) * 0.1, jax.random.normal(k2, (64, 10)) * 0.1)
-
-    def apply_fn(params, x):
-        return jnp.tanh(x @ params[0]) @ params[1]
-
-    clf = JaxNetClassifier(network=(init_fn, apply_fn), epochs=20, random_state=0).fit(X_train, y_train)
+    clf = JaxNetClassifier(network=tanh_stax_pair, epochs=20, random_state=0).fit(X_train, y_train)
     assert clf.score(X_test, y_test) > 0.9
     assert clf.ntk(X_test[:3]).shape == (3, 3, 10, 10)
     layered = JaxNetClassifier(network=Serial(Dense(32), Relu(), Dense(10)), epochs=20, random_state=0)

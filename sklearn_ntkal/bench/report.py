@@ -261,6 +261,21 @@ def _plot_mean_band(axes, n_labeled, scores, label, marker):
     axes.fill_between(n_labeled, mean - std, mean + std, color=line.get_color(), alpha=0.15, linewidth=0)
 
 
+def _figure(size):
+    """A matplotlib figure of ``size`` inches drawn off-screen (no pyplot, so no GUI back end is touched)."""
+    figure = Figure(figsize=size, layout="constrained")
+    FigureCanvasAgg(figure)
+    return figure
+
+
+def _label_axes(axes, title, **title_style):
+    """Axes of a learning curve: test accuracy against labelled examples, a title and a light grid."""
+    axes.set_xlabel("labelled examples")
+    axes.set_ylabel("test accuracy")
+    axes.set_title(title, **title_style)
+    axes.grid(alpha=0.3)
+
+
 def plot_streaming_curves(result, path, title=None):
     """Write a PNG of a streaming benchmark: the network at the retrains (left), the linearised model (right).
 
@@ -271,17 +286,13 @@ def plot_streaming_curves(result, path, title=None):
     title : str or None
     """
     config = result.config
-    figure = Figure(figsize=(11, 4.5), layout="constrained")
-    FigureCanvasAgg(figure)
+    figure = _figure((11, 4.5))
     network_axes, linear_axes = figure.subplots(1, 2, sharey=True)
     for name in config.strategies:
         _plot_mean_band(network_axes, *result.curves(name), name, "o")
         _plot_mean_band(linear_axes, *result.linear_curves(name), name, None)
-    for axes, what in ((network_axes, "network, at each retrain"), (linear_axes, "linearised model, along the stream")):
-        axes.set_xlabel("labelled examples")
-        axes.set_title(what, fontsize="medium")
-        axes.grid(alpha=0.3)
-    network_axes.set_ylabel("test accuracy")
+    _label_axes(network_axes, "network, at each retrain", fontsize="medium")
+    _label_axes(linear_axes, "linearised model, along the stream", fontsize="medium")
     linear_axes.legend(fontsize="small")
     figure.suptitle(title or f"streaming · {config.dataset} · {config.network} · {config.loss}, "
                              f"retrain every {result.budget['batch_size']} labels, {len(config.seeds)} seeds")
@@ -299,15 +310,11 @@ def plot_learning_curves(result, path, title=None):
         Defaults to ``"<dataset> · <network> · <loss>, <n> seeds"``.
     """
     config = result.config
-    figure = Figure(figsize=(7, 4.5), layout="constrained")
-    FigureCanvasAgg(figure)
+    figure = _figure((7, 4.5))
     axes = figure.add_subplot()
     for name in config.strategies:
         _plot_mean_band(axes, *result.curves(name), name, "o")
-    axes.set_xlabel("labelled examples")
-    axes.set_ylabel("test accuracy")
-    axes.set_title(title or f"{config.dataset} · {config.network} · {config.loss}, {len(config.seeds)} seeds")
-    axes.grid(alpha=0.3)
+    _label_axes(axes, title or f"{config.dataset} · {config.network} · {config.loss}, {len(config.seeds)} seeds")
     axes.legend(fontsize="small")
     figure.savefig(path, dpi=120)
 
@@ -321,6 +328,21 @@ def environment():
         "cpu_count": os.cpu_count(),
         "platform": platform.platform(),
     }
+
+
+def write_results(out_dir, args, **record):
+    """Write ``results.json`` into ``out_dir`` (created if needed) and return its path.
+
+    It holds the script's settings (its parsed ``args``, paths as strings),
+    the :func:`environment` and the fields of ``record``.
+    """
+    settings = {key: (os.fspath(value) if isinstance(value, os.PathLike) else value)
+                for key, value in vars(args).items()}
+    os.makedirs(out_dir, exist_ok=True)
+    path = os.path.join(out_dir, "results.json")
+    with open(path, "w") as f:
+        json.dump({"settings": settings, "environment": environment(), **record}, f, indent=2)
+    return path
 
 
 def write_report(result, out_dir, command=None):
