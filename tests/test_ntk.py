@@ -14,7 +14,7 @@ import pytest
 from sklearn_ntkal.jax_compat import enable_x64
 from sklearn_ntkal.networks import Network, Reshape, Serial, cnn, mlp, wide_resnet
 from sklearn_ntkal.engine import KINDS, KernelSpec, chunk_size, empirical_ntk, structured, traced
-from sklearn_ntkal.engine.budget import bucket, chunk_length
+from sklearn_ntkal.engine.budget import bucket, chunk_length, even_chunk_length
 from sklearn_ntkal.engine.kernels import _in_sub_batches
 
 IMPLEMENTATIONS = ("structured", "jacobian", "ntvp")
@@ -167,6 +167,15 @@ def test_chunk_lengths_are_buckets_within_the_limit():
         for limit in (1, 9, 300, 1000, 5000):
             length = chunk_length(n, limit)
             assert 1 <= length <= max(limit, 1) and (length == bucket(n) or length >= min(limit, 256) * 0.8)
+
+
+def test_even_chunks_keep_the_count_and_cut_the_padding():
+    assert chunk_length(1000, 774) == 768 and even_chunk_length(1000, 774) == 512
+    for n in range(1, 6000, 13):
+        for limit in (1, 9, 200, 774, 1000, 5000):
+            length, even = chunk_length(n, limit), even_chunk_length(n, limit)
+            assert even <= length and -(-n // even) == -(-n // length)
+            assert even == chunk_length(even, limit)  # a length the pass would choose itself: shapes are shared
 
 
 def test_features_in_sub_batches_equal_one_batch():

@@ -55,6 +55,20 @@ def chunk_length(n, limit):
     return size if size <= limit else _bucket_at_most(limit)
 
 
+def even_chunk_length(n, limit):
+    """Rows per chunk for ``n`` rows in as few chunks as :func:`chunk_length` gives, split as evenly as buckets allow.
+
+    For passes whose cost grows with the square of the chunk (kernel
+    blocks): with :func:`chunk_length` alone, 1000 rows in chunks of at
+    most 774 are two chunks of 768, so a kernel block pass does 2.4 times
+    the work of 1000 x 1000; two chunks of 512 do 1.05 times. The length is
+    still a bucket length (or ``limit`` below the smallest bucket), so
+    nearby sizes share compiled shapes.
+    """
+    count = -(-int(n) // chunk_length(n, limit))
+    return chunk_length(-(-int(n) // count), limit)
+
+
 def rows_within(budget, bytes_per_row):
     """How many rows of ``bytes_per_row`` bytes fit in ``budget`` bytes (at least 1)."""
     return max(1, int(budget // max(1, bytes_per_row)))

@@ -31,7 +31,7 @@ from ..validation import check_parameters, check_samples
 from ..jax_compat import enable_x64
 from . import autodiff, processes, structured, traced
 from .backends import neural_tangents_fn
-from .budget import DEFAULT_MEMORY_BUDGET, bucket, chunk_length, chunk_size, padded_chunks, rows_within
+from .budget import DEFAULT_MEMORY_BUDGET, bucket, chunk_size, even_chunk_length, padded_chunks, rows_within
 from .pairing import KINDS
 from .pytrees import abstract, as_argument
 
@@ -232,20 +232,21 @@ def _identity_features(params, x):
 def _in_sub_batches(features, max_batch):
     """``features(params, x)`` (jitted) called on sub-batches of at most ``max_batch`` samples, joined on the device.
 
-    The feature pytree has the sample axis first. Sub-batches have one
-    bucketed length (:func:`~.budget.chunk_length`; the last padded with
-    copies of the last input, whose rows are dropped), so one compiled
-    program serves them all. A Python loop
+    The feature pytree has the sample axis first. ``x`` is a chunk of a
+    bucketed length, cut into the fewest sub-batches of one equal length
+    (the last padded with copies of the last input, whose rows are
+    dropped), so one compiled program serves them all and the padding is
+    less than one row per sub-batch. A Python loop
     rather than ``lax.map``: XLA's CPU runtime runs the loop body of a
     ``lax.map`` several times slower than the same program called directly.
     """
 
     def run(params, x):
         n = x.shape[0]
-        size = min(n, chunk_length(n, max_batch))
-        if size == n:
+        count = -(-n // max(1, int(max_batch)))
+        if count == 1:
             return features(params, x)
-        count = -(-n // size)
+        size = -(-n // count)
         padded = jnp.concatenate([x, jnp.repeat(x[-1:], count * size - n, axis=0)])
         parts = [features(params, padded[i * size:(i + 1) * size]) for i in range(count)]
         return jax.tree_util.tree_map(lambda *a: jnp.concatenate(a)[:n], *parts)
@@ -292,8 +293,8 @@ def _assemble(spec, network, params, x1, x2, facts):
     n2 = x1.shape[0] if symmetric else x2.shape[0]
     size = chunk_size(bucket(max(x1.shape[0], n2)), sample_bytes, pair_bytes, spec.memory_budget)
     size = processes.spread(size, x1.shape[0])
-    rows = _chunks(x1, size)
-    cols = rows if symmetric else _chunks(x2, size)
+    rows = _chunks(x1, even_chunk_length(x1.shape[0], size))
+    cols = rows if symmetric else _chunks(x2, even_chunk_length(n2, size))
     schedule = _schedule(len(rows), len(cols), symmetric)
     start, stop, length = processes.share(len(schedule), "blocks")
     devices = list(spec.devices or jax.local_devices())
