@@ -41,6 +41,7 @@ from sklearn.model_selection import train_test_split
 from tqdm import tqdm
 
 from sklearn_ntkal import JaxNetClassifier
+from sklearn_ntkal.bench.report import write_results
 from sklearn_ntkal.datasets import load_dataset
 from sklearn_ntkal.engine import KernelSpec
 from sklearn_ntkal.estimators.calibration import (
@@ -49,7 +50,6 @@ from sklearn_ntkal.estimators.calibration import (
     leave_one_out_temperature,
     negative_log_likelihood,
 )
-from sklearn_ntkal.bench.report import write_results
 
 METHODS = ("none", "loo_init", "loo_trained_zero", "loo_trained", "holdout", "oracle")
 

@@ -35,9 +35,9 @@ from sklearn.model_selection import train_test_split
 from tqdm import tqdm
 
 from sklearn_ntkal import JaxNetClassifier
+from sklearn_ntkal.bench.report import write_results
 from sklearn_ntkal.datasets import load_dataset
 from sklearn_ntkal.engine.gradients import LayerGradients, chunk_rows, gradient_statistics, summed_gradient
-from sklearn_ntkal.bench.report import write_results
 
 
 def parse_args():

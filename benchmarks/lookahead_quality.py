@@ -33,11 +33,11 @@ from scipy.stats import pearsonr, spearmanr
 from tqdm import tqdm
 
 from sklearn_ntkal import JaxNetClassifier
+from sklearn_ntkal.bench.report import write_results
 from sklearn_ntkal.datasets import load_dataset
 from sklearn_ntkal.estimators.linearized import LinearizedClassifier
 from sklearn_ntkal.estimators.training import make_optimizer
 from sklearn_ntkal.strategies.retrain import retrained_outputs
-from sklearn_ntkal.bench.report import write_results
 
 
 def parse_args():

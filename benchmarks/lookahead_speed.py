@@ -34,10 +34,10 @@ import numpy as np
 from tqdm import tqdm
 
 from sklearn_ntkal import JaxNetClassifier
+from sklearn_ntkal.bench.report import write_results
 from sklearn_ntkal.datasets import load_dataset
 from sklearn_ntkal.strategies.lookahead import NTKLookAheadQuery
 from sklearn_ntkal.strategies.retrain import RetrainLookAheadQuery
-from sklearn_ntkal.bench.report import write_results
 
 
 def parse_args():

@@ -161,7 +161,8 @@ def main(argv=None):
     print(table)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "table.md").write_text(table + "\n")
-    from sklearn_ntkal.bench.report import write_results  # not at the top: the measuring runs import a baseline tree, which may predate it
+    # Imported here, not at the top: the measuring runs of this script import a baseline tree, which may predate it.
+    from sklearn_ntkal.bench.report import write_results
 
     path = write_results(args.out, args, command=" ".join(sys.argv), rounds=results, main_job_s=main_job,
                          summary={label: {name: summarize(r) for name, r in runs.items()}

@@ -279,9 +279,15 @@ def _ntvp_gram(network, params, x1, x2, *, kind, n_outputs):
     return autodiff.ntvp_gram(network, params, x1, x2, kind, n_outputs)
 
 
-def _chunks(x, size):
-    """``(start, stop, padded_chunk)`` triples of the rows of ``x`` (see :func:`~.budget.padded_chunks`)."""
-    return [(start, stop, chunk) for start, stop, (chunk,) in padded_chunks([x], size)]
+def _chunks(x, limit):
+    """``(start, stop, padded_chunk)`` triples of the rows of ``x``, in chunks of at most ``limit`` rows.
+
+    Chunks of one even length (:func:`~.budget.even_chunk_length`), since a
+    kernel block's cost grows with the square of its chunks; see
+    :func:`~.budget.padded_chunks`.
+    """
+    return [(start, stop, chunk)
+            for start, stop, (chunk,) in padded_chunks([x], even_chunk_length(x.shape[0], limit))]
 
 
 def _assemble(spec, network, params, x1, x2, facts):
@@ -293,8 +299,8 @@ def _assemble(spec, network, params, x1, x2, facts):
     n2 = x1.shape[0] if symmetric else x2.shape[0]
     size = chunk_size(bucket(max(x1.shape[0], n2)), sample_bytes, pair_bytes, spec.memory_budget)
     size = processes.spread(size, x1.shape[0])
-    rows = _chunks(x1, even_chunk_length(x1.shape[0], size))
-    cols = rows if symmetric else _chunks(x2, even_chunk_length(n2, size))
+    rows = _chunks(x1, size)
+    cols = rows if symmetric else _chunks(x2, size)
     schedule = _schedule(len(rows), len(cols), symmetric)
     start, stop, length = processes.share(len(schedule), "blocks")
     devices = list(spec.devices or jax.local_devices())
