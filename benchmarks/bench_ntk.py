@@ -61,7 +61,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import shlex
 import subprocess
 import sys
@@ -73,6 +72,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from sklearn_ntkal.bench.report import environment
 from sklearn_ntkal.datasets import load_dataset
 from sklearn_ntkal.networks import Network
 from sklearn_ntkal.networks.layers import AvgPool, Conv, Dense, Flatten, Gelu, Relu, Tanh
@@ -519,8 +519,8 @@ def table(results, nt_reason):
 
 def environment_lines(rate, nt):
     """Where the figures come from: devices, versions and best GEMM rates of both environments."""
-    lines = [f"sklearn_ntkal side: jax {jax.__version__} on {jax.devices()[0]} ({os.cpu_count()} CPUs), "
-             f"float32 GEMM {rate / 1e9:.1f} GFLOP/s (the roofline's rate)"]
+    lines = [f"sklearn_ntkal side: sklearn_ntkal {environment()['sklearn_ntkal']}, jax {jax.__version__} "
+             f"on {jax.devices()[0]} ({os.cpu_count()} CPUs), float32 GEMM {rate / 1e9:.1f} GFLOP/s (the roofline's rate)"]
     if nt:
         v = nt["versions"]
         lines.append(f"neural-tangents side: neural-tangents {v['neural_tangents']}, jax {v['jax']}, numpy {v['numpy']} "
@@ -663,8 +663,7 @@ def main(argv=None):
     record = {
         "command": shlex.join([sys.executable] + sys.argv),
         "args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
-        "device": str(jax.devices()[0]), "jax": jax.__version__, "python": platform.python_version(),
-        "cpu_count": os.cpu_count(), "matmul_flops_per_s": rate, "results": results,
+        "environment": environment(), "matmul_flops_per_s": rate, "results": results,
         "neural_tangents": nt_info, "neural_tangents_skipped": nt_reason, "verdicts": verdicts(results),
     }
     (args.out / "results.json").write_text(json.dumps(record, indent=2))

@@ -36,6 +36,8 @@ def test_run_prints_the_table_and_writes_plot_and_json(tmp_path, capsys):
         saved = json.load(handle)
     assert saved["command"] == "sklearn-ntkal run " + " ".join(TINY + ["--out", str(out)])
     assert [run["strategy"] for run in saved["runs"]] == ["random", "margin"]
+    package_dir = os.path.dirname(cli.__file__)
+    assert saved["environment"]["sklearn_ntkal"].endswith(f" from {package_dir}")
     for row in saved["summary"]:
         line = next(line for line in printed.splitlines() if line.startswith(f"| {row['strategy']} "))
         assert "{:.4f} ± {:.4f}".format(*row["aubc"]) in line

@@ -320,8 +320,16 @@ def plot_learning_curves(result, path, title=None):
 
 
 def environment():
-    """Versions and devices the numbers were measured with."""
+    """Versions and devices the numbers were measured with, and which copy of the package measured them.
+
+    ``sklearn_ntkal`` names the directory the package was imported from: a
+    script run from ``benchmarks/`` imports the installed package, which is
+    not the checkout unless it was installed in editable mode.
+    """
+    from .. import __version__
+
     return {
+        "sklearn_ntkal": f"{__version__} from {os.path.dirname(os.path.dirname(os.path.abspath(__file__)))}",
         "python": platform.python_version(),
         "jax": jax.__version__,
         "devices": [str(device) for device in jax.devices()],
