@@ -60,7 +60,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shlex
 import subprocess
 import sys
@@ -519,8 +518,9 @@ def table(results, nt_reason):
 
 def environment_lines(rate, nt):
     """Where the figures come from: devices, versions and best GEMM rates of both environments."""
-    lines = [f"sklearn_ntkal side: sklearn_ntkal {environment()['sklearn_ntkal']}, jax {jax.__version__} "
-             f"on {jax.devices()[0]} ({os.cpu_count()} CPUs), float32 GEMM {rate / 1e9:.1f} GFLOP/s (the roofline's rate)"]
+    env = environment()
+    lines = [f"sklearn_ntkal side: sklearn_ntkal {env['sklearn_ntkal']}, jax {env['jax']} on {env['devices'][0]} "
+             f"({env['cpu_count']} CPUs), float32 GEMM {rate / 1e9:.1f} GFLOP/s (the roofline's rate)"]
     if nt:
         v = nt["versions"]
         lines.append(f"neural-tangents side: neural-tangents {v['neural_tangents']}, jax {v['jax']}, numpy {v['numpy']} "
